@@ -1,0 +1,10 @@
+"""Entry point of the code location: every definition under ``clv_assets/defs/``."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

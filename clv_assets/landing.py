@@ -1,0 +1,133 @@
+"""Where raw transaction files land, and how their columns map onto the canonical transactions table.
+
+The landing location is a file or a folder of CSV or parquet files: a local path, ``s3://bucket/prefix``
+(read through dagster-aws's S3 resource and cached locally) or any URI Spark reads itself (``s3a://``,
+``hdfs://``, ``abfss://``...). Configure it with environment variables (``CLV_LANDING_PATH``,
+``CLV_CUSTOMER_ID_COL``, ...) or in the launchpad.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from clv_assets.ingest import ColumnMapping
+
+SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".tsv")
+_ENV = {
+    "path": "CLV_LANDING_PATH",
+    "file_format": "CLV_FILE_FORMAT",
+    "delimiter": "CLV_DELIMITER",
+    "customer_id_col": "CLV_CUSTOMER_ID_COL",
+    "transaction_date_col": "CLV_TRANSACTION_DATE_COL",
+    "amount_col": "CLV_AMOUNT_COL",
+    "transaction_id_col": "CLV_TRANSACTION_ID_COL",
+    "category_col": "CLV_CATEGORY_COL",
+    "channel_col": "CLV_CHANNEL_COL",
+    "date_format": "CLV_DATE_FORMAT",
+}
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The raw transaction files and their column mapping."""
+
+    path: str = Field(default="data/landing", description="File or folder: local path, s3://, s3a://, hdfs://...")
+    file_format: str = Field(default="auto", description="csv, parquet, or auto (by file extension).")
+    delimiter: str = Field(default=",", description="CSV field separator.")
+    customer_id_col: str = "customer_id"
+    transaction_date_col: str = "transaction_date"
+    amount_col: str = "amount"
+    transaction_id_col: str | None = Field(default=None, description="Optional; used when present.")
+    category_col: str | None = Field(default=None, description="Optional product category column.")
+    channel_col: str | None = Field(default=None, description="Optional acquisition channel column.")
+    date_format: str = Field(default="yyyy-MM-dd", description="Spark datetime pattern of the date column.")
+    s3_endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, moto...).")
+    s3_cache_dir: str = Field(default="data/landing_cache", description="Local copy of s3:// landing files.")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "LandingZone":
+        values = {field: os.environ[var] for field, var in _ENV.items() if os.environ.get(var)}
+        if os.environ.get("CLV_S3_ENDPOINT_URL"):
+            values["s3_endpoint_url"] = os.environ["CLV_S3_ENDPOINT_URL"]
+        return cls(**{**values, **overrides})
+
+    @property
+    def mapping(self) -> ColumnMapping:
+        return ColumnMapping(
+            customer_id=self.customer_id_col,
+            transaction_date=self.transaction_date_col,
+            amount=self.amount_col,
+            transaction_id=self.transaction_id_col,
+            category=self.category_col,
+            channel=self.channel_col,
+            date_format=self.date_format,
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return urlparse(self.path).scheme == "s3"
+
+    def s3_client(self):
+        return S3Resource(endpoint_url=self.s3_endpoint_url).get_client()
+
+    def list_files(self) -> list[str]:
+        """The landing files Spark should read, sorted; raises a clear error when there are none."""
+        scheme = urlparse(self.path).scheme
+        if scheme == "s3":
+            files = self._fetch_s3()
+        elif scheme in ("", "file"):
+            root = Path(self.path.removeprefix("file://")).absolute()
+            if root.is_file():
+                files = [str(root)]
+            elif root.is_dir():
+                files = sorted(
+                    str(p) for p in root.rglob("*")
+                    if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
+                )
+            else:
+                raise FileNotFoundError(
+                    f"Landing location {root} does not exist. Generate sample data with `clv generate`, "
+                    "or point CLV_LANDING_PATH at your transactions (a CSV/parquet file or folder)."
+                )
+        else:
+            return [self.path]  # s3a://, hdfs://...: Spark lists the folder itself
+        if not files:
+            raise FileNotFoundError(f"No CSV or parquet files in the landing location {self.path}.")
+        return files
+
+    def _fetch_s3(self) -> list[str]:
+        """Copy the s3:// landing objects into the local cache (only new or changed ones) and list the copies."""
+        parsed = urlparse(self.path)
+        bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+        client = self.s3_client()
+        cache = Path(self.s3_cache_dir).absolute() / bucket
+        files = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if not key.lower().endswith(SUPPORTED_SUFFIXES) or key.endswith("/"):
+                    continue
+                local = cache / key
+                tag = local.with_name(local.name + ".etag")
+                etag = obj.get("ETag", "")
+                if not (local.exists() and tag.exists() and tag.read_text() == etag):
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(bucket, key, str(local))
+                    tag.write_text(etag)
+                files.append(str(local))
+        return sorted(files)
+
+    def detect_format(self, files: list[str]) -> str:
+        if self.file_format != "auto":
+            return self.file_format
+        suffixes = {Path(urlparse(f).path).suffix.lower() for f in files}
+        if suffixes <= {".parquet", ".pq"}:
+            return "parquet"
+        if suffixes & {".parquet", ".pq"}:
+            raise ValueError(f"Landing location {self.path} mixes parquet and text files: set file_format.")
+        return "csv"

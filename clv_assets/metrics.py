@@ -1,0 +1,128 @@
+"""Customer-level metrics and historical CLV (pure Spark functions, testable without Dagster).
+
+Conventions, stated once:
+- A *purchase* is a transaction with a positive amount; a negative amount is a *refund*; zero counts as
+  neither. Revenue is gross of refunds (``total_revenue``) or net of them (``net_revenue``).
+- A *purchase day* is a calendar day with at least one purchase: two orders on one day are two orders but
+  one purchase day (the unit the probabilistic models count).
+- Dates are measured in days up to the *as-of date*: the last transaction date in the data unless given.
+  Transactions after the as-of date are ignored.
+- Customers whose only transactions are refunds keep their (negative) net revenue, with no purchase dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def resolve_as_of(transactions: DataFrame, as_of: str | dt.date | None = None) -> dt.date:
+    """The as-of date: the given one, or the last transaction date in the data."""
+    if as_of is not None:
+        return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+    last = transactions.agg(F.max("transaction_date")).first()[0]
+    if last is None:
+        raise ValueError("There are no transactions: nothing to compute customer metrics from.")
+    return last
+
+
+def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
+    """One row per customer: dates, order and purchase-day counts, revenue, recency, frequency, consistency."""
+    as_of_col = F.lit(as_of).cast("date")
+    tx = transactions.filter(F.col("transaction_date") <= as_of_col)
+    is_purchase = F.col("amount") > 0
+    purchase_date = F.when(is_purchase, F.col("transaction_date"))
+
+    totals = tx.groupBy("customer_id").agg(
+        F.min(purchase_date).alias("first_purchase_date"),
+        F.max(purchase_date).alias("last_purchase_date"),
+        F.count(purchase_date).alias("num_orders"),
+        F.countDistinct(purchase_date).alias("num_purchase_days"),
+        F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
+        F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
+        F.sum("amount").alias("net_revenue"),
+        F.min_by(F.col("channel"), F.struct(F.when(is_purchase, 0).otherwise(1), "transaction_date", "transaction_id")).alias(
+            "acquisition_channel"
+        ),
+    )
+
+    days = tx.filter(is_purchase).select("customer_id", "transaction_date").distinct()
+    gap = F.datediff("transaction_date", F.lag("transaction_date").over(Window.partitionBy("customer_id").orderBy("transaction_date")))
+    gaps = days.withColumn("gap", gap).groupBy("customer_id").agg(
+        F.avg("gap").alias("mean_days_between_purchases"),
+        F.stddev_samp("gap").alias("std_days_between_purchases"),
+    )
+
+    tenure_days = F.datediff(as_of_col, "first_purchase_date")
+    return (
+        totals.join(gaps, "customer_id", "left")
+        .withColumn("average_order_value", F.when(F.col("num_orders") > 0, F.col("total_revenue") / F.col("num_orders")))
+        .withColumn("lifespan_days", F.datediff("last_purchase_date", "first_purchase_date"))
+        .withColumn("recency_days", F.datediff(as_of_col, "last_purchase_date"))
+        .withColumn("tenure_days", tenure_days)
+        .withColumn(
+            "purchase_frequency_per_month",
+            F.col("num_orders") / F.greatest(tenure_days / F.lit(DAYS_PER_MONTH), F.lit(1.0)),
+        )
+        .withColumn("acquisition_month", F.trunc("first_purchase_date", "month"))
+        .withColumn("acquisition_channel", F.coalesce("acquisition_channel", F.lit("unknown")))
+        .withColumn("as_of_date", as_of_col)
+        .select(
+            "customer_id",
+            "first_purchase_date",
+            "last_purchase_date",
+            "num_orders",
+            "num_purchase_days",
+            "total_revenue",
+            "refund_amount",
+            "net_revenue",
+            "average_order_value",
+            "lifespan_days",
+            "recency_days",
+            "tenure_days",
+            "purchase_frequency_per_month",
+            "mean_days_between_purchases",
+            "std_days_between_purchases",
+            "acquisition_month",
+            "acquisition_channel",
+            "as_of_date",
+        )
+    )
+
+
+def historical_clv(metrics: DataFrame, profit_margin: float) -> DataFrame:
+    """Historical CLV: the profit a customer has brought so far, ``profit_margin x net_revenue``."""
+    if not 0 < profit_margin <= 1:
+        raise ValueError(f"profit_margin must be in (0, 1], got {profit_margin}")
+    return metrics.select(
+        "customer_id",
+        "acquisition_month",
+        "acquisition_channel",
+        "num_orders",
+        "total_revenue",
+        "net_revenue",
+        F.lit(float(profit_margin)).alias("profit_margin"),
+        (F.col("net_revenue") * F.lit(float(profit_margin))).alias("historical_clv"),
+    )
+
+
+def distribution_summary(df: DataFrame, column: str) -> dict[str, float]:
+    """Count, total, mean, standard deviation, min, max and percentiles (p10..p99) of one column."""
+    probs = [0.1, 0.25, 0.5, 0.75, 0.9, 0.99]
+    row = df.agg(
+        F.count(column).alias("count"),
+        F.sum(column).alias("total"),
+        F.avg(column).alias("mean"),
+        F.stddev_samp(column).alias("std"),
+        F.min(column).alias("min"),
+        F.max(column).alias("max"),
+        F.percentile_approx(column, probs, 10_000).alias("pct"),
+    ).first()
+    summary = {k: (float(row[k]) if row[k] is not None else float("nan")) for k in ("count", "total", "mean", "std", "min", "max")}
+    summary.update({f"p{int(p * 100)}": float(v) for p, v in zip(probs, row["pct"] or [float("nan")] * len(probs))})
+    return summary
