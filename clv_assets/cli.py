@@ -1,0 +1,218 @@
+"""``clv``: run the CLV assets from the command line.
+
+Every command materializes assets through Dagster, so with a shared ``DAGSTER_HOME`` its runs appear in the
+UI's run history, and prints a readable summary. Result tables are written as parquet under ``--output``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+SAMPLE_ROOT = Path("data/samples")
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") -> Path:
+    """Generate the sample data set of this size into ``landing`` unless the same one is already there."""
+    from clv_assets.sample_data import SIZES, SampleSpec, write_sample
+
+    spec = SampleSpec(n_customers=SIZES[size], seed=seed)
+    marker = landing / "_SAMPLE_SPEC.json"
+    wanted = json.dumps({"size": size, "format": fmt, **{k: str(v) for k, v in vars(spec).items()}}, sort_keys=True)
+    if marker.exists() and marker.read_text() == wanted:
+        return landing
+    click.echo(f"Generating the {size} sample ({spec.n_customers:,} customers) into {landing} ...")
+    write_sample(spec, landing, fmt=fmt, ground_truth_path=landing.parent / f"{landing.name}_ground_truth.parquet")
+    marker.write_text(wanted)
+    return landing
+
+
+def _month_keys(first: dt.date, last: dt.date) -> tuple[str, str]:
+    return first.replace(day=1).isoformat(), last.replace(day=1).isoformat()
+
+
+class Pipeline:
+    """The project's definitions with the CLI's landing and warehouse settings applied."""
+
+    def __init__(self, landing_overrides: dict[str, Any], warehouse: str | None):
+        if warehouse:
+            os.environ["CLV_WAREHOUSE_URI"] = warehouse
+        from clv_assets.defs.resources import build_resources
+        from clv_assets.landing import LandingZone
+
+        self.resources = build_resources()
+        self.resources["landing"] = LandingZone.from_env(**landing_overrides)
+        self.spark = self.resources["spark"].spark_session
+
+    def data_months(self) -> tuple[str, str]:
+        """First and last month present in the landing files (sets the partition range of the run)."""
+        from clv_assets.ingest import canonicalize, read_raw
+
+        landing = self.resources["landing"]
+        files = landing.list_files()
+        good, _ = canonicalize(read_raw(self.spark, files, landing.detect_format(files), landing.delimiter), landing.mapping, landing.path)
+        first, last = good.selectExpr("min(transaction_date)", "max(transaction_date)").first()
+        if first is None:
+            raise click.ClickException(f"No readable transactions in {landing.path}.")
+        return _month_keys(first, last)
+
+    def materialize(self, selection: list[str], run_config: dict, months: tuple[str, str]) -> Any:
+        import dagster as dg
+
+        from clv_assets.definitions import defs
+
+        definitions = defs()
+        result = dg.materialize(
+            definitions.assets,
+            selection=selection,
+            resources=self.resources,
+            run_config=run_config,
+            instance=_instance(),
+            tags={"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[1]},
+            raise_on_error=False,
+        )
+        if not result.success:
+            errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+            message = errors[0].message.strip() if errors and errors[0] else "see the run's logs"
+            raise click.ClickException(f"Materialization failed: {message}")
+        return result
+
+    def read(self, table: str):
+        from clv_assets.storage import ParquetTableStore
+
+        return ParquetTableStore(self.spark, self.resources["io_manager"].base_uri).read(table)
+
+
+def landing_options(func):
+    """Where the transactions come from: a generated sample of some size, or the user's own files."""
+    options = [
+        click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default=None,
+                     help="Generate sample data of this size (about 1k, 20k or 200k customers)."),
+        click.option("--transactions", "transactions_path", default=None,
+                     help="Your transactions: a CSV/parquet file or folder (local path or s3://)."),
+        click.option("--customer-id-col", default=None, help="Column with the customer id (default customer_id)."),
+        click.option("--transaction-date-col", default=None, help="Column with the date (default transaction_date)."),
+        click.option("--amount-col", default=None, help="Column with the amount (default amount)."),
+        click.option("--transaction-id-col", default=None, help="Optional column with a transaction id."),
+        click.option("--category-col", default=None, help="Optional column with the product category."),
+        click.option("--channel-col", default=None, help="Optional column with the acquisition channel."),
+        click.option("--date-format", default=None, help="Spark date pattern (default yyyy-MM-dd)."),
+        click.option("--delimiter", default=None, help="CSV field separator (default ,)."),
+        click.option("--warehouse", default=None, help="Base URI of the parquet warehouse (default data/warehouse)."),
+        click.option("--seed", default=42, show_default=True, help="Seed of the generated sample."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _pipeline(kw: dict[str, Any]) -> Pipeline:
+    overrides = {
+        key: kw[key]
+        for key in ("customer_id_col", "transaction_date_col", "amount_col", "transaction_id_col", "category_col",
+                    "channel_col", "date_format", "delimiter")
+        if kw.get(key)
+    }
+    if kw.get("transactions_path") and kw.get("data_size"):
+        raise click.UsageError("Give either --data-size (sample data) or --transactions (your data), not both.")
+    if kw.get("transactions_path"):
+        overrides["path"] = kw["transactions_path"]
+    elif kw.get("data_size") or not os.environ.get("CLV_LANDING_PATH"):
+        size = kw.get("data_size") or "small"
+        overrides["path"] = str(ensure_sample(size, SAMPLE_ROOT / size, seed=kw["seed"]).absolute())
+    return Pipeline(overrides, kw.get("warehouse"))
+
+
+def _write_outputs(pipeline: Pipeline, tables: list[str], output: str | None) -> None:
+    if not output:
+        return
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        pipeline.read(table).toPandas().to_parquet(out / f"{table}.parquet", index=False)
+    click.echo(f"\nWrote {', '.join(f'{t}.parquet' for t in tables)} to {out.absolute()}")
+
+
+def _print_historical_summary(pipeline: Pipeline) -> None:
+    import pandas as pd
+
+    clv = pipeline.read("historical_clv").toPandas()
+    pd.set_option("display.width", 140)
+    click.echo("\nHistorical CLV")
+    click.echo(f"  customers            {len(clv):>14,}")
+    click.echo(f"  net revenue          {clv['net_revenue'].sum():>14,.2f}")
+    click.echo(f"  profit margin        {clv['profit_margin'].iloc[0]:>14.2%}")
+    click.echo(f"  total historical CLV {clv['historical_clv'].sum():>14,.2f}")
+    click.echo(f"  mean / median        {clv['historical_clv'].mean():>14,.2f} / {clv['historical_clv'].median():,.2f}")
+    by_channel = clv.groupby("acquisition_channel").agg(
+        customers=("customer_id", "count"), total_clv=("historical_clv", "sum"), mean_clv=("historical_clv", "mean")
+    ).sort_values("total_clv", ascending=False)
+    click.echo("\nBy acquisition channel\n" + by_channel.round(2).to_string())
+    top = clv.nlargest(10, "historical_clv")[["customer_id", "num_orders", "net_revenue", "historical_clv"]]
+    click.echo("\nTop 10 customers\n" + top.round(2).to_string(index=False))
+
+
+@click.group()
+def main() -> None:
+    """Customer lifetime value on Spark, as Dagster assets."""
+
+
+@main.command()
+@click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--landing", default="data/landing", show_default=True, help="Folder to write the monthly files to.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--seed", default=42, show_default=True)
+def generate(data_size: str, landing: str, fmt: str, seed: int) -> None:
+    """Generate realistic sample transactions (one file per month) and their ground truth."""
+    path = ensure_sample(data_size, Path(landing), seed=seed, fmt=fmt)
+    files = sorted(p.name for p in path.glob("transactions_*"))
+    click.echo(f"{len(files)} monthly files in {path} ({files[0]} .. {files[-1]})")
+
+
+@main.command()
+@landing_options
+@click.option("--profit-margin", default=0.2, show_default=True, type=float)
+@click.option("--as-of", default=None, help="As-of date YYYY-MM-DD (default: last transaction date).")
+@click.option("--output", default=None, help="Folder for the result tables (parquet).")
+def historical(profit_margin: float, as_of: str | None, output: str | None, **kw: Any) -> None:
+    """Historical CLV: profit margin x net revenue per customer."""
+    pipeline = _pipeline(kw)
+    run_config = {"ops": {"historical_clv": {"config": {"profit_margin": profit_margin}},
+                          "customer_metrics": {"config": {"as_of_date": as_of}}}}
+    pipeline.materialize(["transactions", "customer_metrics", "historical_clv"], run_config, pipeline.data_months())
+    _print_historical_summary(pipeline)
+    _write_outputs(pipeline, ["customer_metrics", "historical_clv"], output)
+
+
+@main.command()
+@click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+def demo(data_size: str) -> None:
+    """Generate the sample into the default landing folder and materialize every asset over every month."""
+    from clv_assets.partitions import monthly_partitions
+
+    landing = os.environ.get("CLV_LANDING_PATH") or "data/landing"
+    ensure_sample(data_size, Path(landing))
+    pipeline = Pipeline({"path": str(Path(landing).absolute())}, None)
+    from clv_assets.definitions import defs
+
+    keys = monthly_partitions.get_partition_keys()
+    selection = [key.to_user_string() for key in defs().resolve_all_asset_keys()]
+    click.echo(f"Materializing {len(selection)} assets over {len(keys)} months ({keys[0]} .. {keys[-1]}) ...")
+    pipeline.materialize(selection, {}, (keys[0], keys[-1]))
+    _print_historical_summary(pipeline)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

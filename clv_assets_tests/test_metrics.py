@@ -1,0 +1,80 @@
+"""Customer metrics and historical CLV against hand-computed values on the tiny fixture."""
+
+import math
+
+import pytest
+
+from clv_assets import metrics
+from clv_assets_tests.conftest import d
+
+
+def by_customer(df):
+    return {r["customer_id"]: r.asDict() for r in df.collect()}
+
+
+def test_customer_metrics_by_hand(tiny_transactions):
+    as_of = metrics.resolve_as_of(tiny_transactions)
+    assert as_of == d("2023-03-31")
+    m = by_customer(metrics.customer_metrics(tiny_transactions, as_of))
+
+    a = m["A"]
+    assert (a["first_purchase_date"], a["last_purchase_date"]) == (d("2023-01-05"), d("2023-03-17"))
+    assert a["num_orders"] == 4  # 100, 20 (same day), 50, 30; the refund is not an order
+    assert a["num_purchase_days"] == 3
+    assert a["total_revenue"] == pytest.approx(200.0)
+    assert a["refund_amount"] == pytest.approx(20.0)
+    assert a["net_revenue"] == pytest.approx(180.0)
+    assert a["average_order_value"] == pytest.approx(50.0)
+    assert a["lifespan_days"] == 71  # Jan 5 -> Mar 17
+    assert a["recency_days"] == 14  # Mar 17 -> Mar 31
+    assert a["tenure_days"] == 85  # Jan 5 -> Mar 31
+    assert a["purchase_frequency_per_month"] == pytest.approx(4 / (85 / (365.25 / 12)))
+    # purchase days Jan 5, Feb 10, Mar 17: gaps 36 and 35 days
+    assert a["mean_days_between_purchases"] == pytest.approx(35.5)
+    assert a["std_days_between_purchases"] == pytest.approx(math.sqrt(0.5))
+    assert a["acquisition_month"] == d("2023-01-01")
+    assert a["acquisition_channel"] == "email"
+
+    b = m["B"]
+    assert (b["num_orders"], b["num_purchase_days"], b["recency_days"]) == (2, 2, 0)
+    assert b["mean_days_between_purchases"] == pytest.approx(70.0)
+    assert b["std_days_between_purchases"] is None  # one gap: no spread to measure
+    # tenure under a month counts as one month of tenure
+    assert b["purchase_frequency_per_month"] == pytest.approx(2 / (70 / (365.25 / 12)))
+
+    c = m["C"]  # refund only: kept, with its negative net revenue and no purchase dates
+    assert c["num_orders"] == 0 and c["first_purchase_date"] is None and c["recency_days"] is None
+    assert c["net_revenue"] == pytest.approx(-15.0)
+    assert c["average_order_value"] is None
+    assert c["acquisition_channel"] == "organic"
+
+
+def test_frequency_uses_at_least_one_month_of_tenure(tiny_transactions):
+    m = by_customer(metrics.customer_metrics(tiny_transactions, d("2023-01-06")))
+    assert m["A"]["tenure_days"] == 1
+    assert m["A"]["purchase_frequency_per_month"] == pytest.approx(2.0)  # 2 orders / 1 month minimum
+
+
+def test_as_of_date_ignores_later_transactions(tiny_transactions):
+    m = by_customer(metrics.customer_metrics(tiny_transactions, d("2023-02-28")))
+    assert set(m) == {"A", "B"}
+    assert m["A"]["net_revenue"] == pytest.approx(150.0)
+    assert m["A"]["recency_days"] == 18  # Feb 10 -> Feb 28
+    assert m["B"]["num_orders"] == 1
+
+
+def test_historical_clv_is_margin_times_net_revenue(tiny_transactions):
+    m = metrics.customer_metrics(tiny_transactions, d("2023-03-31"))
+    clv = by_customer(metrics.historical_clv(m, 0.25))
+    assert clv["A"]["historical_clv"] == pytest.approx(45.0)
+    assert clv["B"]["historical_clv"] == pytest.approx(10.0)
+    assert clv["C"]["historical_clv"] == pytest.approx(-3.75)
+    with pytest.raises(ValueError, match="profit_margin"):
+        metrics.historical_clv(m, 1.5)
+
+
+def test_distribution_summary(tiny_transactions):
+    m = metrics.customer_metrics(tiny_transactions, d("2023-03-31"))
+    s = metrics.distribution_summary(metrics.historical_clv(m, 0.2), "historical_clv")
+    assert s["count"] == 3 and s["total"] == pytest.approx(0.2 * (180 + 40 - 15))
+    assert s["min"] == pytest.approx(-3.0) and s["max"] == pytest.approx(36.0) and s["p50"] == pytest.approx(8.0)

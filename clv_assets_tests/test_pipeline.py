@@ -1,0 +1,97 @@
+"""The Dagster graph end to end on the tiny fixture: one run for every month, partition re-runs, the CLI."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from clv_assets.landing import LandingZone
+from clv_assets.storage import SparkParquetIOManager
+
+MONTHS = {"dagster/asset_partition_range_start": "2023-01-01", "dagster/asset_partition_range_end": "2023-03-01"}
+MAPPING = dict(customer_id_col="cust", transaction_date_col="order_date", amount_col="value", category_col="cat",
+               channel_col="source", date_format="dd/MM/yyyy")
+
+
+@pytest.fixture()
+def project(spark_resource, tiny_csv, tmp_path):
+    from clv_assets.definitions import defs
+
+    definitions = defs()
+    resources = {
+        "spark": spark_resource,
+        "landing": LandingZone(path=str(tiny_csv), **MAPPING),
+        "io_manager": SparkParquetIOManager(spark=spark_resource, base_uri=str(tmp_path / "wh")),
+    }
+    return definitions, resources, tmp_path / "wh"
+
+
+def materialize(definitions, resources, selection, instance, **kwargs):
+    return dg.materialize(definitions.assets, selection=selection, resources=resources, instance=instance, **kwargs)
+
+
+def test_whole_group_in_one_run_then_one_month(project, tiny_csv, spark):
+    definitions, resources, wh = project
+    with dg.instance_for_test() as instance:
+        result = materialize(definitions, resources, ["transactions", "customer_metrics", "historical_clv"], instance,
+                             tags=MONTHS, run_config={"ops": {"historical_clv": {"config": {"profit_margin": 0.25}}}})
+        assert result.success
+        events = result.get_asset_materialization_events()
+        tx_events = {e.materialization.partition: e.materialization.metadata for e in events if e.asset_key.path == ["transactions"]}
+        assert {k: v["dagster/row_count"].value for k, v in tx_events.items()} == {"2023-01-01": 3, "2023-02-01": 2, "2023-03-01": 3}
+        assert len(instance.get_runs()) == 1  # every month in one run (single-run backfill)
+        assert "dagster/column_schema" in tx_events["2023-01-01"]
+
+        clv = {r.customer_id: r.historical_clv for r in spark.read.parquet(str(wh / "historical_clv")).collect()}
+        assert clv == pytest.approx({"A": 45.0, "B": 10.0, "C": -3.75})
+
+        jan_before = sorted(p.name for p in (wh / "transactions/2023-01-01").iterdir())
+        # A late correction lands for February only; re-running February rewrites only February.
+        with open(tiny_csv / "orders.csv", "a") as f:
+            f.write("B,20/02/2023,99.00,books,social\nB,21/01/2023,5.00,books,social\n")
+        assert materialize(definitions, resources, ["transactions"], instance, partition_key="2023-02-01").success
+        feb = spark.read.parquet(str(wh / "transactions/2023-02-01"))
+        assert feb.count() == 3 and feb.filter("amount = 99").count() == 1
+        assert sorted(p.name for p in (wh / "transactions/2023-01-01").iterdir()) == jan_before
+        assert spark.read.parquet(str(wh / "transactions/2023-01-01")).count() == 3  # Jan 21 not ingested yet
+
+
+def test_definitions_load_without_starting_spark():
+    code = (
+        "from clv_assets.definitions import defs; d = defs(); "
+        "d.get_repository_def().get_all_jobs(); "
+        "from pyspark import SparkContext; import sys; "
+        "sys.exit(0 if SparkContext._gateway is None and SparkContext._active_spark_context is None else 3)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_cli_historical_matches_pandas(tiny_csv, tmp_path, monkeypatch):
+    from clv_assets.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    args = ["historical", "--transactions", str(tiny_csv), "--customer-id-col", "cust", "--transaction-date-col",
+            "order_date", "--amount-col", "value", "--date-format", "dd/MM/yyyy", "--channel-col", "source",
+            "--profit-margin", "0.3", "--warehouse", str(tmp_path / "cli_wh"), "--output", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "total historical CLV" in result.output
+
+    raw = pd.read_csv(tiny_csv / "orders.csv")
+    expected = (raw.groupby("cust")["value"].sum() * 0.3).to_dict()
+    out = pd.read_parquet(tmp_path / "out/historical_clv.parquet").set_index("customer_id")["historical_clv"].to_dict()
+    assert out == pytest.approx(expected)
+    assert (tmp_path / "out/customer_metrics.parquet").exists()
+
+
+def test_cli_reports_a_misspelled_column(tiny_csv, tmp_path, monkeypatch):
+    from clv_assets.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["historical", "--transactions", str(tiny_csv), "--customer-id-col", "customer"])
+    assert result.exit_code != 0
+    assert "'customer'" in str(result.output) + str(result.exception) and "Did you mean 'cust'" in str(result.output) + str(result.exception)
