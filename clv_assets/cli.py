@@ -58,14 +58,15 @@ class Pipeline:
 
     def data_months(self) -> tuple[str, str]:
         """First and last month present in the landing files (sets the partition range of the run)."""
-        from clv_assets.ingest import canonicalize, read_raw
+        from clv_assets.ingest import LandingFileError, accepted
 
-        landing = self.resources["landing"]
-        files = landing.list_files()
-        good, _ = canonicalize(read_raw(self.spark, files, landing.detect_format(files), landing.delimiter), landing.mapping, landing.path)
-        first, last = good.selectExpr("min(transaction_date)", "max(transaction_date)").first()
+        try:
+            flagged = self.resources["landing"].load(self.spark)
+        except (LandingFileError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        first, last = accepted(flagged).selectExpr("min(transaction_date)", "max(transaction_date)").first()
         if first is None:
-            raise click.ClickException(f"No readable transactions in {landing.path}.")
+            raise click.ClickException(f"No readable transactions in {self.resources['landing'].path}.")
         return _month_keys(first, last)
 
     def materialize(self, selection: list[str], run_config: dict, months: tuple[str, str]) -> Any:
@@ -191,7 +192,7 @@ def historical(profit_margin: float, as_of: str | None, output: str | None, **kw
     pipeline = _pipeline(kw)
     run_config = {"ops": {"historical_clv": {"config": {"profit_margin": profit_margin}},
                           "customer_metrics": {"config": {"as_of_date": as_of}}}}
-    pipeline.materialize(["transactions", "customer_metrics", "historical_clv"], run_config, pipeline.data_months())
+    pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv"], run_config, pipeline.data_months())
     _print_historical_summary(pipeline)
     _write_outputs(pipeline, ["customer_metrics", "historical_clv"], output)
 

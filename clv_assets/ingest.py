@@ -1,14 +1,20 @@
 """From raw transaction files to the canonical ``transactions`` table (pure Spark functions).
 
-Canonical schema: one row per order line as delivered by the source, with
-``transaction_id, customer_id, transaction_date, amount, category, channel, transaction_month, source_file``.
-Negative amounts are refunds: they are business data and are kept.
+Nothing is lost: every landing row ends either in ``transactions`` or in ``quarantined_transactions`` with
+its source file, row number and a reason code. Problems with a whole file (missing column, empty file,
+wrong delimiter, not UTF-8, a date format that matches no row) stop the run with a message naming the file
+and the column, before anything is written.
+
+Negative amounts are refunds: business data, kept and netted downstream, never quarantined.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,6 +34,22 @@ CANONICAL_SCHEMA = T.StructType(
     ]
 )
 CANONICAL_COLUMNS = [f.name for f in CANONICAL_SCHEMA.fields]
+QUARANTINE_COLUMNS = ["source_file", "source_row", "reject_reason", "raw_customer_id", "raw_transaction_date",
+                      "raw_amount", "raw_transaction_id"]
+
+#: Why a row was quarantined, in the order the checks apply.
+REJECT_REASONS = {
+    "missing_customer_id": "the customer id is empty",
+    "unparseable_date": "the date does not match the date format",
+    "implausible_date": "the date is before 1900 or in the future",
+    "date_after_as_of": "the date is after the configured as-of date",
+    "non_numeric_amount": "the amount is not a number (or NaN)",
+    "non_finite_amount": "the amount is infinite",
+    "exact_duplicate_row": "an identical row (every mapped column) was already ingested",
+    "duplicate_transaction_id": "another row already has this transaction id",
+    "outside_partitions": "the date falls outside the month partitions (CLV_HISTORY_START / CLV_HISTORY_END)",
+}
+_ROW_BITS = 33  # monotonically_increasing_id() = (Spark partition << 33) + row position in the partition
 
 
 @dataclass(frozen=True)
@@ -43,24 +65,61 @@ class ColumnMapping:
     date_format: str = "yyyy-MM-dd"
 
 
-class LandingSchemaError(ValueError):
-    """A landing file lacks a required column (the message names the file and suggests the closest name)."""
+class LandingFileError(ValueError):
+    """A whole landing file cannot be used; the message names the file (and the column) and what to do."""
 
 
-def read_raw(spark: SparkSession, files: list[str], file_format: str, delimiter: str = ",") -> DataFrame:
-    """Read landing files as they are (CSV columns stay strings), with each row's source file."""
+class LandingSchemaError(LandingFileError):
+    """A landing file lacks a required column (the message suggests the closest name)."""
+
+
+def _display(path: str) -> str:
+    return urlparse(path).path if path.startswith("file:") else path
+
+
+# ----------------------------------------------------------------------------------------------- file level
+def check_local_file(path: str, file_format: str, delimiter: str, mapping: ColumnMapping) -> None:
+    """Fail fast on a local landing file that cannot be read as configured (cheap: reads its header)."""
+    p = Path(path)
+    if p.stat().st_size == 0:
+        raise LandingFileError(f"{path}: the file is empty (0 bytes). Remove it or replace it with the full export.")
     if file_format == "parquet":
-        raw = spark.read.parquet(*files)
-    elif file_format == "csv":
-        raw = spark.read.options(header=True, sep=delimiter, encoding="UTF-8", mode="PERMISSIVE").csv(files)
-    else:
-        raise ValueError(f"file_format must be csv or parquet, not {file_format!r}")
-    return raw.withColumn("source_file", F.col("_metadata.file_path"))
+        import pyarrow.parquet as pq
+
+        try:
+            columns = pq.read_schema(p).names
+        except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
+            raise LandingFileError(f"{path}: not a readable parquet file ({exc}).") from exc
+        check_columns(columns, mapping, path)
+        return
+    with p.open("rb") as f:
+        head = f.read(1 << 20)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            line = head[: exc.start].count(b"\n") + 1
+            raise LandingFileError(
+                f"{path}: not UTF-8 (byte {exc.start}, line {line}: {head[exc.start:exc.start + 1]!r}). "
+                "Re-export the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`."
+            ) from exc
+        text = head[: exc.start].decode("utf-8")
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    if not header.strip():
+        raise LandingFileError(f"{path}: no header row (the first line is empty).")
+    fields = [h.strip().strip('"') for h in header.split(delimiter)]
+    if len(fields) == 1:
+        for other in (";", "\t", "|", ","):
+            if other != delimiter and other in header:
+                raise LandingFileError(
+                    f"{path}: the header {header[:80]!r} is one column with delimiter {delimiter!r}; the file looks "
+                    f"delimited by {other!r}. Set the delimiter (--delimiter / CLV_DELIMITER)."
+                )
+    check_columns(fields, mapping, path)
 
 
-def resolve_columns(raw: DataFrame, mapping: ColumnMapping, where: str) -> dict[str, str | None]:
+def check_columns(available: list[str], mapping: ColumnMapping, where: str) -> dict[str, str | None]:
     """Map canonical names to source columns; optional columns with their canonical name are picked up."""
-    available = [c for c in raw.columns if c != "source_file"]
     resolved: dict[str, str | None] = {}
     for field in ("customer_id", "transaction_date", "amount"):
         name = getattr(mapping, field)
@@ -69,15 +128,29 @@ def resolve_columns(raw: DataFrame, mapping: ColumnMapping, where: str) -> dict[
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise LandingSchemaError(
                 f"{where}: required column {name!r} (for {field}) not found; columns are {available}.{hint} "
-                f"Set the column mapping (e.g. --{field.replace('_', '-')}-col / CLV_{field.upper()}_COL)."
+                f"Set the column mapping (--{field.replace('_', '-')}-col / CLV_{field.upper()}_COL)."
             )
         resolved[field] = name
     for field in ("transaction_id", "category", "channel"):
         name = getattr(mapping, field)
         if name is not None and name not in available:
-            raise LandingSchemaError(f"{where}: configured {field} column {name!r} not found; columns are {available}.")
+            close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise LandingSchemaError(f"{where}: configured {field} column {name!r} not found; columns are {available}.{hint}")
         resolved[field] = name if name is not None else (field if field in available else None)
     return resolved
+
+
+# ------------------------------------------------------------------------------------------------ row level
+def read_raw(spark: SparkSession, files: list[str], file_format: str, delimiter: str = ",") -> DataFrame:
+    """Read landing files as they are (CSV columns stay strings), with each row's source file and read order."""
+    if file_format == "parquet":
+        raw = spark.read.parquet(*files)
+    elif file_format == "csv":
+        raw = spark.read.options(header=True, sep=delimiter, encoding="UTF-8", mode="PERMISSIVE").csv(files)
+    else:
+        raise ValueError(f"file_format must be csv or parquet, not {file_format!r}")
+    return raw.withColumn("source_file", F.col("_metadata.file_path")).withColumn("_read_id", F.monotonically_increasing_id())
 
 
 def _parse_date(column: F.Column, source_type: T.DataType, date_format: str) -> F.Column:
@@ -86,49 +159,155 @@ def _parse_date(column: F.Column, source_type: T.DataType, date_format: str) -> 
     return F.try_to_date(F.trim(column.cast("string")), date_format)
 
 
-def canonicalize(raw: DataFrame, mapping: ColumnMapping, where: str = "landing files") -> tuple[DataFrame, DataFrame]:
-    """Canonical transactions, and the rows that cannot be (with a ``reject_reason``).
+def _blank_to_null(column: F.Column) -> F.Column:
+    text = F.trim(column.cast("string"))
+    return F.when(text != "", text)
 
-    Rows are rejected for a missing customer id, an unparseable date, or a non-numeric or non-finite amount.
-    Without a source transaction id, a deterministic one is derived from the row's content.
+
+def validate(
+    raw: DataFrame,
+    mapping: ColumnMapping,
+    where: str = "landing files",
+    *,
+    as_of: dt.date | None = None,
+    window: tuple[dt.date, dt.date] | None = None,
+    today: dt.date | None = None,
+) -> DataFrame:
+    """Every landing row, parsed into the canonical columns, with ``reject_reason`` null for accepted rows.
+
+    ``window`` is the ``[first, end)`` date range of the month partitions; ``as_of`` quarantines later rows.
+    Of two identical rows (or two rows sharing a transaction id) the first read is kept.
     """
-    cols = resolve_columns(raw, mapping, where)
-    types = dict((f.name, f.dataType) for f in raw.schema.fields)
-    amount = F.col(cols["amount"]).cast("string").try_cast("double")
+    cols = check_columns([c for c in raw.columns if c not in ("source_file", "_read_id")], mapping, where)
+    types = {f.name: f.dataType for f in raw.schema.fields}
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    raw_text = {f: F.col(c).cast("string") if c else F.lit(None).cast("string") for f, c in cols.items()}
     parsed = raw.select(
-        F.trim(F.col(cols["customer_id"]).cast("string")).alias("customer_id"),
-        _parse_date(F.col(cols["transaction_date"]), types[cols["transaction_date"]], mapping.date_format).alias(
-            "transaction_date"
-        ),
-        amount.alias("amount"),
-        *[
-            (F.trim(F.col(cols[f]).cast("string")) if cols[f] else F.lit(None).cast("string")).alias(f)
-            for f in ("transaction_id", "category", "channel")
-        ],
-        F.col("source_file"),
-        *[F.col(c).cast("string").alias(f"raw_{f}") for f, c in cols.items() if c and f in ("transaction_date", "amount")],
+        _blank_to_null(F.col(cols["customer_id"])).alias("customer_id"),
+        _parse_date(F.col(cols["transaction_date"]), types[cols["transaction_date"]], mapping.date_format).alias("transaction_date"),
+        raw_text["amount"].try_cast("double").alias("amount"),
+        *[_blank_to_null(raw_text[f]).alias(f) for f in ("transaction_id", "category", "channel")],
+        "source_file",
+        "_read_id",
+        *[raw_text[f].alias(f"raw_{f}") for f in ("customer_id", "transaction_date", "amount", "transaction_id")],
     )
-    reason = (
-        F.when(F.col("customer_id").isNull() | (F.col("customer_id") == ""), F.lit("missing_customer_id"))
-        .when(F.col("transaction_date").isNull(), F.lit("unparseable_date"))
-        .when(F.col("amount").isNull() | F.isnan("amount"), F.lit("non_numeric_amount"))
-        .when(F.abs(F.col("amount")) == float("inf"), F.lit("non_finite_amount"))
-    )
+    date = F.col("transaction_date")
+    checks = [
+        ("missing_customer_id", F.col("customer_id").isNull()),
+        ("unparseable_date", date.isNull()),
+        ("implausible_date", (date < F.lit("1900-01-01").cast("date")) | (date > F.lit(today))),
+        ("date_after_as_of", date > F.lit(as_of) if as_of else F.lit(False)),
+        ("non_numeric_amount", F.col("amount").isNull() | F.isnan("amount")),
+        ("non_finite_amount", F.abs("amount") == float("inf")),
+    ]
+    reason = F.lit(None).cast("string")
+    for code, condition in reversed(checks):
+        reason = F.when(condition, F.lit(code)).otherwise(reason)
     flagged = parsed.withColumn("reject_reason", reason)
-    rejected = flagged.filter(F.col("reject_reason").isNotNull())
-    good = flagged.filter(F.col("reject_reason").isNull())
-    if cols["transaction_id"] is None:
-        content = ["customer_id", "transaction_date", "amount", "category", "channel", "source_file"]
-        occurrence = F.row_number().over(Window.partitionBy(*content).orderBy(F.lit(1)))
-        good = good.withColumn(
-            "transaction_id",
-            F.sha2(F.concat_ws("|", *[F.col(c).cast("string") for c in content], occurrence.cast("string")), 256)
-            .substr(1, 20),
+
+    # Duplicates among otherwise valid rows: keep the first one read.
+    first_read = F.struct(F.col("source_file"), F.col("_read_id"))
+    content = ["customer_id", "transaction_date", "amount", "transaction_id", "category", "channel"]
+    valid = F.col("reject_reason").isNull()
+    flagged = flagged.withColumn(
+        "reject_reason",
+        F.when(valid & (F.row_number().over(Window.partitionBy(valid, *content).orderBy(first_read)) > 1),
+               F.lit("exact_duplicate_row")).otherwise(F.col("reject_reason")),
+    )
+    if cols["transaction_id"]:
+        valid = F.col("reject_reason").isNull()
+        flagged = flagged.withColumn(
+            "reject_reason",
+            F.when(valid & F.col("transaction_id").isNotNull()
+                   & (F.row_number().over(Window.partitionBy(valid, "transaction_id").orderBy(first_read)) > 1),
+                   F.lit("duplicate_transaction_id")).otherwise(F.col("reject_reason")),
         )
-    good = good.withColumn("transaction_month", F.trunc("transaction_date", "month"))
-    return good.select(*CANONICAL_COLUMNS), rejected
+    if window:
+        outside = (date < F.lit(window[0])) | (date >= F.lit(window[1]))
+        flagged = flagged.withColumn(
+            "reject_reason", F.when(F.col("reject_reason").isNull() & outside, F.lit("outside_partitions")).otherwise(F.col("reject_reason"))
+        )
+    derived_id = F.sha2(F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("")) for c in content[:3] + content[4:]]), 256).substr(1, 20)
+    return (
+        flagged.withColumn("transaction_id", F.coalesce(F.col("transaction_id"), derived_id))
+        .withColumn("transaction_month", F.trunc("transaction_date", "month"))
+    )
+
+
+def accepted(flagged: DataFrame) -> DataFrame:
+    return flagged.filter(F.col("reject_reason").isNull()).select(*CANONICAL_COLUMNS)
+
+
+def quarantined(flagged: DataFrame) -> DataFrame:
+    """Rejected rows with their source file, 1-based data row number within that file and reason code."""
+    bad = flagged.filter(F.col("reject_reason").isNotNull())
+    # Row numbers from the read order: per (Spark partition, file) block, its first row's position in the file
+    # is the number of the file's rows in earlier blocks. One small aggregation, no shuffle of the data.
+    block = F.shiftright("_read_id", _ROW_BITS)
+    in_block = F.col("_read_id") - F.col("block_start")
+    blocks = (
+        flagged.groupBy("source_file", block.alias("block"))
+        .agg(F.min("_read_id").alias("block_start"), F.count(F.lit(1)).alias("block_rows"))
+        .withColumn("rows_before", F.coalesce(F.sum("block_rows").over(
+            Window.partitionBy("source_file").orderBy("block").rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)))
+    )
+    return (
+        bad.withColumn("block", block)
+        .join(F.broadcast(blocks), ["source_file", "block"])
+        .withColumn("source_row", (F.col("rows_before") + in_block + 1).cast("long"))
+        .select(*QUARANTINE_COLUMNS)
+    )
+
+
+def file_level_problems(flagged: DataFrame, mapping: ColumnMapping) -> None:
+    """Raise on a file whose dates never parse (wrong date format) or whose text is not UTF-8."""
+    per_file = flagged.groupBy("source_file").agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(F.col("raw_transaction_date").isNotNull() & (F.trim("raw_transaction_date") != "")).alias("with_date"),
+        F.count(F.col("transaction_date")).alias("dates_parsed"),
+        F.count_if(F.concat_ws("", "raw_customer_id", "raw_transaction_date", "raw_amount").contains("\ufffd")).alias("bad_text"),
+        F.first(F.col("raw_transaction_date"), ignorenulls=True).alias("example"),
+    ).filter((F.col("with_date") > 0) & (F.col("dates_parsed") == 0) | (F.col("bad_text") > 0)).collect()
+    for row in per_file:
+        if row["bad_text"]:
+            raise LandingFileError(f"{_display(row['source_file'])}: {row['bad_text']} rows are not valid UTF-8. Re-export the file as UTF-8.")
+        raise LandingFileError(
+            f"{_display(row['source_file'])}: no value of the date column {mapping.transaction_date!r} matches the date "
+            f"format {mapping.date_format!r} (e.g. {row['example']!r}). Set the format (--date-format / CLV_DATE_FORMAT) "
+            "as a Spark pattern, e.g. dd/MM/yyyy or yyyyMMdd."
+        )
+
+
+def ingest_counts(flagged: DataFrame) -> dict[str, int]:
+    """Input rows, accepted rows and quarantined rows by reason: they add up."""
+    rows = flagged.groupBy("reject_reason").count().collect()
+    by_reason = {r["reject_reason"]: r["count"] for r in rows if r["reject_reason"] is not None}
+    accepted_rows = sum(r["count"] for r in rows if r["reject_reason"] is None)
+    return {"input_rows": accepted_rows + sum(by_reason.values()), "accepted_rows": accepted_rows,
+            "quarantined_rows": sum(by_reason.values()), **{f"quarantined_{k}": v for k, v in sorted(by_reason.items())}}
 
 
 def in_window(transactions: DataFrame, start: str, end: str) -> DataFrame:
     """Transactions dated in ``[start, end)`` (ISO dates), e.g. one month partition."""
     return transactions.filter((F.col("transaction_date") >= F.lit(start).cast("date")) & (F.col("transaction_date") < F.lit(end).cast("date")))
+
+
+def load_landing(
+    spark: SparkSession,
+    files: list[str],
+    file_format: str,
+    mapping: ColumnMapping,
+    delimiter: str = ",",
+    *,
+    as_of: dt.date | None = None,
+    window: tuple[dt.date, dt.date] | None = None,
+) -> DataFrame:
+    """Check the landing files, read them, and flag every row (see :func:`validate`); raises on file-level problems."""
+    for path in files:
+        if urlparse(path).scheme in ("", "file"):
+            check_local_file(urlparse(path).path if path.startswith("file:") else path, file_format, delimiter, mapping)
+    where = files[0] if len(files) == 1 else f"{len(files)} landing files"
+    # Computed once (and truncated, so a later read of changed files is never served from a stale cache).
+    flagged = validate(read_raw(spark, files, file_format, delimiter), mapping, where, as_of=as_of, window=window).localCheckpoint()
+    file_level_problems(flagged, mapping)
+    return flagged

@@ -8,6 +8,7 @@ The landing location is a file or a folder of CSV or parquet files: a local path
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,7 +17,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from clv_assets.ingest import ColumnMapping
+from clv_assets.ingest import ColumnMapping, load_landing
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".tsv")
 _ENV = {
@@ -30,6 +31,7 @@ _ENV = {
     "category_col": "CLV_CATEGORY_COL",
     "channel_col": "CLV_CHANNEL_COL",
     "date_format": "CLV_DATE_FORMAT",
+    "as_of_date": "CLV_AS_OF_DATE",
 }
 
 
@@ -46,6 +48,7 @@ class LandingZone(dg.ConfigurableResource):
     category_col: str | None = Field(default=None, description="Optional product category column.")
     channel_col: str | None = Field(default=None, description="Optional acquisition channel column.")
     date_format: str = Field(default="yyyy-MM-dd", description="Spark datetime pattern of the date column.")
+    as_of_date: str | None = Field(default=None, description="Quarantine rows dated after this day (YYYY-MM-DD).")
     s3_endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, moto...).")
     s3_cache_dir: str = Field(default="data/landing_cache", description="Local copy of s3:// landing files.")
 
@@ -121,6 +124,12 @@ class LandingZone(dg.ConfigurableResource):
                     tag.write_text(etag)
                 files.append(str(local))
         return sorted(files)
+
+    def load(self, spark, window: tuple[dt.date, dt.date] | None = None):
+        """Every landing row, flagged: accepted rows have no ``reject_reason`` (see ``clv_assets.ingest``)."""
+        files = self.list_files()
+        as_of = dt.date.fromisoformat(self.as_of_date) if self.as_of_date else None
+        return load_landing(spark, files, self.detect_format(files), self.mapping, self.delimiter, as_of=as_of, window=window)
 
     def detect_format(self, files: list[str]) -> str:
         if self.file_format != "auto":

@@ -1,8 +1,11 @@
-"""Reading landing files into the canonical transactions table."""
+"""Reading landing files into the canonical transactions table: mapping, parsing, quarantine."""
+
+import datetime as dt
 
 import pytest
 
-from clv_assets.ingest import CANONICAL_COLUMNS, ColumnMapping, LandingSchemaError, canonicalize, in_window, read_raw
+from clv_assets import ingest
+from clv_assets.ingest import CANONICAL_COLUMNS, ColumnMapping, LandingSchemaError
 from clv_assets_tests.conftest import TINY_ROWS, d
 
 USER_MAPPING = ColumnMapping(
@@ -10,56 +13,88 @@ USER_MAPPING = ColumnMapping(
 )
 
 
+def load(spark, path, mapping=ColumnMapping(), **kwargs):
+    fmt = "parquet" if str(path).endswith(".parquet") else "csv"
+    return ingest.load_landing(spark, [str(path)], fmt, mapping, **kwargs)
+
+
 def test_column_mapping_and_date_format(spark, tiny_csv):
-    good, rejected = canonicalize(read_raw(spark, [str(tiny_csv / "orders.csv")], "csv"), USER_MAPPING)
+    flagged = load(spark, tiny_csv / "orders.csv", USER_MAPPING)
+    good = ingest.accepted(flagged)
     assert good.columns == CANONICAL_COLUMNS
-    assert rejected.count() == 0
+    assert ingest.ingest_counts(flagged) == {"input_rows": 8, "accepted_rows": 8, "quarantined_rows": 0}
     rows = sorted((r.customer_id, r.transaction_date, r.amount, r.category, r.channel) for r in good.collect())
     assert rows == sorted((c, d(day), amt, cat, ch) for c, day, amt, cat, ch in TINY_ROWS)
-    months = {r.transaction_month for r in good.collect()}
-    assert months == {d("2023-01-01"), d("2023-02-01"), d("2023-03-01")}
+    assert {r.transaction_month for r in good.collect()} == {d("2023-01-01"), d("2023-02-01"), d("2023-03-01")}
     assert {r.source_file.rsplit("/", 1)[-1] for r in good.collect()} == {"orders.csv"}
 
 
 def test_missing_column_names_file_and_suggests(spark, tiny_csv):
-    raw = read_raw(spark, [str(tiny_csv / "orders.csv")], "csv")
     with pytest.raises(LandingSchemaError, match=r"orders.csv.*'custmer'.*Did you mean 'cust'"):
-        canonicalize(raw, ColumnMapping(customer_id="custmer", transaction_date="order_date", amount="value"), str(tiny_csv / "orders.csv"))
+        load(spark, tiny_csv / "orders.csv", ColumnMapping(customer_id="custmer", transaction_date="order_date", amount="value"))
 
 
-def test_bad_rows_are_rejected_with_a_reason(spark, tmp_path):
+def test_bad_rows_are_quarantined_with_reason_and_row_number(spark, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(
-        "customer_id,transaction_date,amount\n"
-        "A,2023-01-01,10\n"
-        ",2023-01-02,10\n"
-        "B,2023-13-45,10\n"
-        "C,2023-01-03,ten\n"
-        "D,2023-01-04,NaN\n"
-        "E,2023-01-05,-5.5\n"
+        "customer_id,transaction_date,amount,transaction_id\n"
+        "A,2023-01-01,10,t1\n"      # row 1: ok
+        ",2023-01-02,10,t2\n"       # row 2: missing customer
+        "B,2023-13-45,10,t3\n"      # row 3: unparseable date
+        "C,2023-01-03,ten,t4\n"     # row 4: non-numeric
+        "D,2023-01-04,NaN,t5\n"     # row 5: NaN
+        "E,2023-01-05,-5.5,t6\n"    # row 6: a refund is data, not an error
+        "A,2023-01-01,10,t1\n"      # row 7: exact duplicate of row 1
+        "F,2023-01-06,7,t1\n"       # row 8: duplicate transaction id
+        "G,1850-01-01,7,t9\n"       # row 9: implausible date
+        "H,2023-01-07,Infinity,t10\n"  # row 10: infinite amount
+        "I,2024-06-01,3,t11\n"      # row 11: after the as-of date
+        "J,2020-06-01,3,t12\n"      # row 12: before the first month partition
     )
-    good, rejected = canonicalize(read_raw(spark, [str(path)], "csv"), ColumnMapping())
-    assert sorted(r.customer_id for r in good.collect()) == ["A", "E"]  # a refund is data, not an error
-    reasons = sorted(r.reject_reason for r in rejected.collect())
-    assert reasons == ["missing_customer_id", "non_numeric_amount", "non_numeric_amount", "unparseable_date"]
+    flagged = load(spark, path, as_of=d("2024-01-31"), window=(d("2023-01-01"), d("2026-01-01")))
+    assert sorted(r.customer_id for r in ingest.accepted(flagged).collect()) == ["A", "E"]
+    rows = {r.source_row: r.reject_reason for r in ingest.quarantined(flagged).collect()}
+    assert rows == {2: "missing_customer_id", 3: "unparseable_date", 4: "non_numeric_amount", 5: "non_numeric_amount",
+                    7: "exact_duplicate_row", 8: "duplicate_transaction_id", 9: "implausible_date",
+                    10: "non_finite_amount", 11: "date_after_as_of", 12: "outside_partitions"}
+    counts = ingest.ingest_counts(flagged)
+    assert counts["input_rows"] == 12 == counts["accepted_rows"] + counts["quarantined_rows"]
+    assert counts["quarantined_non_numeric_amount"] == 2
+
+
+def test_row_numbers_across_many_files_and_spark_partitions(spark, tmp_path):
+    landing = tmp_path / "many"
+    landing.mkdir()
+    for i in range(3):
+        lines = ["customer_id,transaction_date,amount"] + [f"C{i}_{j},2023-01-01,{'x' if j % 997 == 5 else j}" for j in range(1, 3001)]
+        (landing / f"f{i}.csv").write_text("\n".join(lines) + "\n")
+    files = sorted(str(p) for p in landing.iterdir())
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "8k")  # force several Spark partitions per file
+    try:
+        flagged = ingest.load_landing(spark, files, "csv", ColumnMapping())
+        got = sorted((r.source_file.rsplit("/", 1)[-1], r.source_row, r.raw_customer_id) for r in ingest.quarantined(flagged).collect())
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    expected = sorted((f"f{i}.csv", j, f"C{i}_{j}") for i in range(3) for j in range(1, 3001) if j % 997 == 5)
+    assert got == expected
 
 
 def test_derived_transaction_ids_are_unique_and_stable(spark, tmp_path):
-    path = tmp_path / "dups.csv"
-    path.write_text("customer_id,transaction_date,amount\nA,2023-01-01,10\nA,2023-01-01,10\nA,2023-01-02,10\n")
-    ids = lambda: sorted(r.transaction_id for r in canonicalize(read_raw(spark, [str(path)], "csv"), ColumnMapping())[0].collect())  # noqa: E731
+    path = tmp_path / "same_day.csv"
+    path.write_text("customer_id,transaction_date,amount\nA,2023-01-01,10\nA,2023-01-01,12\nA,2023-01-02,10\n")
+    ids = lambda: sorted(r.transaction_id for r in ingest.accepted(load(spark, path)).collect())  # noqa: E731
     first = ids()
-    assert len(set(first)) == 3  # two identical orders stay two orders
+    assert len(set(first)) == 3
     assert ids() == first
 
 
 def test_parquet_landing_with_typed_columns(spark, tmp_path, tiny_transactions):
     path = tmp_path / "tx.parquet"
     tiny_transactions.select("customer_id", "transaction_date", "amount").toPandas().to_parquet(path)
-    good, rejected = canonicalize(read_raw(spark, [str(path)], "parquet"), ColumnMapping())
-    assert good.count() == len(TINY_ROWS) and rejected.count() == 0
+    flagged = load(spark, path)
+    assert ingest.ingest_counts(flagged)["accepted_rows"] == len(TINY_ROWS)
 
 
 def test_in_window_is_half_open(tiny_transactions):
-    feb = in_window(tiny_transactions, "2023-02-01", "2023-03-01").collect()
+    feb = ingest.in_window(tiny_transactions, "2023-02-01", "2023-03-01").collect()
     assert sorted(r.transaction_date for r in feb) == [d("2023-02-10"), d("2023-02-15")]

@@ -1,13 +1,29 @@
-"""Raw landing files become the canonical, month-partitioned ``transactions`` table."""
+"""Raw landing files become the canonical, month-partitioned ``transactions`` table; rows that cannot be
+used go to ``quarantined_transactions`` with a reason, so input = accepted + quarantined."""
 
 import dagster as dg
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from clv_assets.ingest import canonicalize, in_window, read_raw
+from clv_assets import ingest
 from clv_assets.landing import LandingZone
 from clv_assets.partitions import monthly_partitions
 from clv_assets.spark import SparkResource
+
+
+def _partition_window():
+    first, last = monthly_partitions.get_first_partition_window(), monthly_partitions.get_last_partition_window()
+    return first.start.date(), last.end.date()
+
+
+def _count_metadata(counts: dict[str, int]) -> dict:
+    return {
+        "landing_input_rows": counts["input_rows"],
+        "landing_accepted_rows": counts["accepted_rows"],
+        "landing_quarantined_rows": counts["quarantined_rows"],
+        "quarantined_by_reason": dg.MetadataValue.json(
+            {k.removeprefix("quarantined_"): v for k, v in counts.items() if k.startswith("quarantined_") and k != "quarantined_rows"}
+        ),
+    }
 
 
 @dg.asset(
@@ -16,46 +32,29 @@ from clv_assets.spark import SparkResource
     metadata={"partition_expr": "transaction_month"},
     group_name="ingest",
     kinds={"spark", "parquet"},
-    tags={"domain": "transactions"},
 )
 def transactions(context: dg.AssetExecutionContext, spark: SparkResource, landing: LandingZone) -> DataFrame:
     """Every purchase and refund from the landing files, in one canonical schema, one partition per month.
 
     A backfill of many months reads the landing files once and writes all its months in one Spark job;
-    re-running one month rewrites only that month.
+    re-running one month rewrites only that month. Unusable rows are left to ``quarantined_transactions``.
     """
     window = context.partition_time_window
-    start, end = window.start.date().isoformat(), window.end.date().isoformat()
-    files = landing.list_files()
-    raw = read_raw(spark.spark_session, files, landing.detect_format(files), landing.delimiter)
-    good, rejected = canonicalize(raw, landing.mapping, where=landing.path)
+    flagged = landing.load(spark.spark_session, _partition_window())
+    counts = ingest.ingest_counts(flagged)
+    if counts["quarantined_rows"]:
+        context.log.warning(f"{counts['quarantined_rows']} of {counts['input_rows']} landing rows are quarantined: see quarantined_transactions")
+    context.add_output_metadata({"landing_path": landing.path, **_count_metadata(counts)})
+    return ingest.in_window(ingest.accepted(flagged), window.start.date().isoformat(), window.end.date().isoformat())
 
-    rejected_by_reason = {r["reject_reason"]: r["count"] for r in rejected.groupBy("reject_reason").count().collect()}
-    first, last = monthly_partitions.get_first_partition_window(), monthly_partitions.get_last_partition_window()
-    stats = good.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_if(F.col("transaction_date") < F.lit(first.start.date()).cast("date")).alias("before"),
-        F.count_if(F.col("transaction_date") >= F.lit(last.end.date()).cast("date")).alias("after"),
-        F.min("transaction_date").alias("first_date"),
-        F.max("transaction_date").alias("last_date"),
-    ).first()
-    if rejected_by_reason:
-        context.log.warning(f"{sum(rejected_by_reason.values())} landing rows could not be read: {rejected_by_reason}")
-    if stats["before"] or stats["after"]:
-        context.log.warning(
-            f"{stats['before']} rows dated before {first.start.date()} and {stats['after']} after "
-            f"{last.end.date()} fall outside the month partitions: set CLV_HISTORY_START / CLV_HISTORY_END."
-        )
+
+@dg.asset(group_name="ingest", kinds={"spark", "parquet"})
+def quarantined_transactions(context: dg.AssetExecutionContext, spark: SparkResource, landing: LandingZone) -> DataFrame:
+    """Landing rows that could not be used, each with its source file, row number and reason code
+    (missing customer id, unparseable or implausible date, non-numeric amount, duplicate, outside the months...)."""
+    flagged = landing.load(spark.spark_session, _partition_window())
+    counts = ingest.ingest_counts(flagged)
     context.add_output_metadata(
-        {
-            "months": f"{start} .. {end} (exclusive)",
-            "landing_path": landing.path,
-            "landing_files": len(files),
-            "landing_rows_valid": stats["rows"],
-            "landing_rows_rejected": sum(rejected_by_reason.values()),
-            "rejected_by_reason": rejected_by_reason,
-            "rows_outside_partitions": stats["before"] + stats["after"],
-            "landing_date_range": f"{stats['first_date']} .. {stats['last_date']}",
-        }
+        {**_count_metadata(counts), "reason_codes": dg.MetadataValue.json(ingest.REJECT_REASONS)}
     )
-    return in_window(good, start, end)
+    return ingest.quarantined(flagged)
