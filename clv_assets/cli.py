@@ -85,15 +85,24 @@ class Pipeline:
             raise_on_error=False,
         )
         if not result.success:
-            errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
-            message = errors[0].message.strip() if errors and errors[0] else "see the run's logs"
-            raise click.ClickException(f"Materialization failed: {message}")
+            raise click.ClickException(f"Materialization failed: {failure_message(result)}")
         return result
 
     def read(self, table: str):
         from clv_assets.storage import ParquetTableStore
 
         return ParquetTableStore(self.spark, self.resources["io_manager"].base_uri).read(table)
+
+
+def failure_message(result: Any) -> str:
+    """The user's error behind a failed run: the first failed step's error, unwrapped from Dagster's own."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause
+            return error.message.strip()
+    return "see the run's logs"
 
 
 def landing_options(func):
