@@ -79,7 +79,7 @@ class Pipeline:
             definitions.assets,
             selection=selection,
             resources=self.resources,
-            run_config=run_config,
+            run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("CLV_LOG_LEVEL", "WARNING")}}}, **run_config},
             instance=_instance(),
             tags={"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[1]},
             raise_on_error=False,

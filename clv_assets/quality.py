@@ -1,0 +1,159 @@
+"""Data-quality rules for every stored table, run as Dagster asset checks.
+
+Each table's rules are declared once (:data:`TABLE_RULES`) and give both a ``pandera.pyspark`` schema
+(the verdict, with pandera's own error report) and Spark expressions that count the failing rows and pull a
+sample of them, so a check result tells a user how many rows broke which rule and shows some.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one column must satisfy."""
+
+    column: str
+    dtype: T.DataType
+    nullable: bool = False
+    ge: float | None = None
+    le: float | None = None
+    isin: tuple[str, ...] | None = None
+
+    def violations(self) -> dict[str, F.Column]:
+        """Rule name -> a Spark condition true for each failing row."""
+        col = F.col(self.column)
+        out: dict[str, F.Column] = {}
+        if not self.nullable:
+            out[f"{self.column}_not_null"] = col.isNull()
+        if self.ge is not None:
+            out[f"{self.column}_>=_{self.ge:g}"] = col < F.lit(self.ge)
+        if self.le is not None:
+            out[f"{self.column}_<=_{self.le:g}"] = col > F.lit(self.le)
+        if self.isin is not None:
+            out[f"{self.column}_in_allowed_values"] = ~col.isin(list(self.isin))
+        return out
+
+
+def _r(column: str, dtype: T.DataType, **kw: Any) -> Rule:
+    return Rule(column, dtype, **kw)
+
+
+S, D, DT, L, I = T.StringType(), T.DoubleType(), T.DateType(), T.LongType(), T.IntegerType()
+
+TABLE_RULES: dict[str, list[Rule]] = {
+    "transactions": [
+        _r("transaction_id", S), _r("customer_id", S), _r("transaction_date", DT), _r("amount", D),
+        _r("category", S, nullable=True), _r("channel", S, nullable=True), _r("transaction_month", DT),
+        _r("source_file", S, nullable=True),
+    ],
+    "quarantined_transactions": [
+        _r("source_file", S), _r("source_row", L, ge=1), _r("reject_reason", S, isin=None),
+        _r("raw_customer_id", S, nullable=True), _r("raw_transaction_date", S, nullable=True),
+        _r("raw_amount", S, nullable=True), _r("raw_transaction_id", S, nullable=True),
+    ],
+    "customer_metrics": [
+        _r("customer_id", S), _r("num_orders", L, ge=0), _r("num_purchase_days", L, ge=0),
+        _r("total_revenue", D, ge=0), _r("refund_amount", D, ge=0), _r("net_revenue", D),
+        _r("average_order_value", D, nullable=True, ge=0), _r("lifespan_days", I, nullable=True, ge=0),
+        _r("recency_days", I, nullable=True, ge=0), _r("tenure_days", I, nullable=True, ge=0),
+        _r("purchase_frequency_per_month", D, nullable=True, ge=0),
+        _r("mean_days_between_purchases", D, nullable=True, ge=1), _r("std_days_between_purchases", D, nullable=True, ge=0),
+        _r("acquisition_channel", S), _r("as_of_date", DT),
+    ],
+    "historical_clv": [
+        _r("customer_id", S), _r("net_revenue", D), _r("profit_margin", D, ge=0, le=1), _r("historical_clv", D),
+    ],
+}
+
+
+def _with_reasons() -> None:
+    from clv_assets.ingest import REJECT_REASONS
+
+    rules = TABLE_RULES["quarantined_transactions"]
+    TABLE_RULES["quarantined_transactions"] = [
+        Rule(r.column, r.dtype, r.nullable, r.ge, r.le, tuple(REJECT_REASONS)) if r.column == "reject_reason" else r for r in rules
+    ]
+
+
+_with_reasons()
+
+
+def pandera_schema(table: str):
+    """The ``pandera.pyspark`` schema of a table (imported lazily: loading definitions stays light)."""
+    import pandera.pyspark as pa
+
+    columns = {}
+    for rule in TABLE_RULES[table]:
+        checks = []
+        if rule.ge is not None:
+            checks.append(pa.Check.ge(rule.ge))
+        if rule.le is not None:
+            checks.append(pa.Check.le(rule.le))
+        if rule.isin is not None:
+            checks.append(pa.Check.isin(list(rule.isin)))
+        columns[rule.column] = pa.Column(rule.dtype, checks=checks, nullable=rule.nullable)
+    return pa.DataFrameSchema(columns, name=table)
+
+
+@dataclass
+class QualityReport:
+    table: str
+    rows: int
+    failing: dict[str, int] = field(default_factory=dict)
+    pandera_errors: dict[str, Any] = field(default_factory=dict)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.pandera_errors and not any(self.failing.values())
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "rows_checked": self.rows,
+            "failing_rows_by_rule": dg.MetadataValue.json({k: v for k, v in self.failing.items() if v}),
+            "pandera_errors": dg.MetadataValue.json(self.pandera_errors),
+            "failing_rows_sample": dg.MetadataValue.json(self.sample),
+        }
+
+
+def check_table(df: DataFrame, table: str, unique_key: str | None = None) -> QualityReport:
+    """Validate a table against its schema; count failing rows per rule (and duplicate keys) in one pass."""
+    schema = pandera_schema(table)
+    errors = dict(schema.validate(df).pandera.errors)
+    conditions = {name: cond for rule in TABLE_RULES[table] if rule.column in df.columns for name, cond in rule.violations().items()}
+    aggregates = [F.count(F.lit(1)).alias("__rows")] + [F.count_if(cond).alias(name) for name, cond in conditions.items()]
+    counts = df.agg(*aggregates).first().asDict()
+    report = QualityReport(table, counts.pop("__rows"), {k: int(v) for k, v in counts.items()},
+                           {k: {kk: [dict(e) for e in vv] for kk, vv in v.items()} for k, v in errors.items()})
+    bad = df.filter(F.greatest(*[c.cast("int") for c in conditions.values()]) > 0) if conditions else df.limit(0)
+    if unique_key:
+        dups = df.groupBy(unique_key).count().filter("count > 1")
+        report.failing[f"duplicate_{unique_key}"] = int(dups.agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
+        if report.failing[f"duplicate_{unique_key}"]:
+            bad = bad.unionByName(df.join(dups.select(unique_key), unique_key).select(*df.columns))
+    if not report.passed:
+        report.sample = [{k: (str(v) if v is not None else None) for k, v in r.asDict().items()} for r in bad.limit(SAMPLE_ROWS).collect()]
+    return report
+
+
+def check_result(report: QualityReport, check_name: str, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+                 asset_key: str | None = None) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=check_name, passed=report.passed, severity=severity, metadata=report.metadata(),
+        **({"asset_key": asset_key} if asset_key else {}),
+    )
+
+
+def schema_check_result(table: DataFrame, asset: str, unique_key: str | None = None) -> dg.AssetCheckResult:
+    """The result of an asset's schema check: passed or not, with failing counts per rule and sample rows."""
+    return check_result(check_table(table, asset, unique_key), f"{asset}_schema")

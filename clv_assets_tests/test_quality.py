@@ -1,0 +1,69 @@
+"""Schema checks: failing counts and samples, and blocking checks that stop downstream assets in a real run."""
+
+import datetime as dt
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from clv_assets import quality
+from clv_assets.landing import LandingZone
+from clv_assets.storage import SparkParquetIOManager
+
+
+def test_check_table_counts_failures_by_rule_and_samples_rows(spark):
+    df = spark.createDataFrame(
+        [("A", 0.2, 10.0, 2.0, "x"), ("A", 0.2, 5.0, 1.0, "y"), ("B", 1.5, None, 3.0, "z"), ("C", 0.2, 1.0, 0.2, "w")],
+        "customer_id string, profit_margin double, net_revenue double, historical_clv double, extra string",
+    )
+    report = quality.check_table(df, "historical_clv", unique_key="customer_id")
+    assert not report.passed
+    assert report.rows == 4
+    assert {k: v for k, v in report.failing.items() if v} == {
+        "profit_margin_<=_1": 1, "net_revenue_not_null": 1, "duplicate_customer_id": 2}
+    assert {r["customer_id"] for r in report.sample} == {"A", "B"}
+    assert "SCHEMA" in report.pandera_errors or "DATA" in report.pandera_errors
+
+
+def test_check_table_passes_clean_data(spark):
+    df = spark.createDataFrame([("A", 10.0, 0.2, 2.0)], "customer_id string, net_revenue double, profit_margin double, historical_clv double")
+    report = quality.check_table(df, "historical_clv", unique_key="customer_id")
+    assert report.passed and report.sample == []
+
+
+def test_wrong_type_fails_the_schema(spark):
+    df = spark.createDataFrame([("A", "10", 0.2, 2.0)], "customer_id string, net_revenue string, profit_margin double, historical_clv double")
+    assert not quality.check_table(df, "historical_clv").passed
+
+
+class DuplicatingIOManager(SparkParquetIOManager):
+    """Serves customer_metrics with every row twice, as a buggy upstream would."""
+
+    def load_input(self, context):
+        df = super().load_input(context)
+        return df.unionByName(df) if context.asset_key.path == ["customer_metrics"] else df
+
+
+def test_blocking_check_stops_downstream_assets(spark_resource, tiny_csv, tmp_path):
+    from clv_assets.definitions import defs
+
+    definitions = defs()
+    resources = {
+        "spark": spark_resource,
+        "landing": LandingZone(path=str(tiny_csv), customer_id_col="cust", transaction_date_col="order_date",
+                               amount_col="value", date_format="dd/MM/yyyy"),
+        "io_manager": DuplicatingIOManager(spark=spark_resource, base_uri=str(tmp_path / "wh")),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            definitions.assets + list(definitions.asset_checks),
+            selection=dg.AssetSelection.assets("transactions", "customer_metrics", "historical_clv"),
+            resources=resources, instance=instance, raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": "2023-01-01", "dagster/asset_partition_range_end": "2023-03-01"},
+        )
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert evaluations["transactions_schema"].passed
+        failed = evaluations["customer_metrics_schema"]
+        assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+        assert failed.metadata["failing_rows_by_rule"].value == {"duplicate_customer_id": 6}
+        materialized = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
+        assert "customer_metrics" in materialized and "historical_clv" not in materialized
