@@ -76,7 +76,7 @@ class Pipeline:
 
         definitions = defs()
         result = dg.materialize(
-            definitions.assets,
+            [*definitions.assets, *definitions.asset_checks],
             selection=selection,
             resources=self.resources,
             run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("CLV_LOG_LEVEL", "WARNING")}}}, **run_config},
