@@ -5,6 +5,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 
 from clv_assets import metrics
+from clv_assets.automation import REFRESH_AFTER_UPSTREAM
 
 
 class CustomerMetricsConfig(dg.Config):
@@ -17,7 +18,7 @@ class HistoricalClvConfig(dg.Config):
     profit_margin: float = Field(default=0.2, gt=0, le=1, description="Share of net revenue that is profit.")
 
 
-@dg.asset(group_name="customers", kinds={"spark", "parquet"})
+@dg.asset(group_name="customers", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
 def customer_metrics(context: dg.AssetExecutionContext, config: CustomerMetricsConfig, transactions: DataFrame) -> DataFrame:
     """One row per customer: first and last purchase, orders and purchase days, gross, refunded and net revenue,
     average order value, lifespan, recency, purchase frequency per month of tenure, how regularly they buy
@@ -27,7 +28,7 @@ def customer_metrics(context: dg.AssetExecutionContext, config: CustomerMetricsC
     return metrics.customer_metrics(transactions, as_of)
 
 
-@dg.asset(group_name="customers", kinds={"spark", "parquet"})
+@dg.asset(group_name="customers", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
 def historical_clv(context: dg.AssetExecutionContext, config: HistoricalClvConfig, customer_metrics: DataFrame) -> DataFrame:
     """The profit each customer has brought so far: profit margin x net revenue (refunds netted)."""
     clv = metrics.historical_clv(customer_metrics, config.profit_margin)
