@@ -182,17 +182,13 @@ class ParquetTableStore:
             raise ValueError(f"rows for partitions {stray[:5]} outside this run's {partition_keys[0]}..{partition_keys[-1]}")
 
 
+def column_schema(df: DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=f.dataType.simpleString()) for f in df.schema.fields])
+
+
 def table_metadata(df: DataFrame) -> dict[str, Any]:
     """``dagster/row_count`` and ``dagster/column_schema`` of a written table (the count reads parquet footers)."""
-    return {
-        "dagster/row_count": df.count(),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn(name=f.name, type=f.dataType.simpleString(), description=None)
-                for f in df.schema.fields
-            ]
-        ),
-    }
+    return {"dagster/row_count": df.count(), "dagster/column_schema": column_schema(df)}
 
 
 class SparkParquetIOManager(dg.ConfigurableIOManager):
@@ -235,8 +231,7 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
         # One Spark job counts every partition; each partition's materialization gets its own row count.
         key_of = F.date_format(F.col(partition_expr), "yyyy-MM-dd")
         counts = {r[0]: r[1] for r in written.groupBy(key_of).count().collect()}
-        schema = table_metadata(written.limit(0))["dagster/column_schema"]
-        context.add_output_metadata({"dagster/column_schema": schema, "path": path, "partitions_in_run": len(keys)})
+        context.add_output_metadata({"dagster/column_schema": column_schema(written), "path": path, "partitions_in_run": len(keys)})
         for key in keys:
             context.step_context.add_asset_metadata(
                 {"dagster/row_count": counts.get(key, 0)}, asset_key=context.asset_key, partition_key=key
