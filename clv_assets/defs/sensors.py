@@ -4,6 +4,7 @@ depends on them."""
 import datetime as dt
 import hashlib
 import json
+import os
 
 import dagster as dg
 
@@ -12,11 +13,16 @@ from clv_assets.landing import LandingZone
 from clv_assets.partitions import monthly_partitions
 
 
+#: Sensors start stopped (turn them on in the UI) unless CLV_SENSORS=on; CLV_SENSOR_INTERVAL_SECONDS sets how often they tick.
+SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if os.environ.get("CLV_SENSORS") == "on" else dg.DefaultSensorStatus.STOPPED
+SENSOR_INTERVAL = int(os.environ.get("CLV_SENSOR_INTERVAL_SECONDS", "30"))
+
+
 @dg.sensor(
     name="new_transaction_files",
     asset_selection=dg.AssetSelection.assets("transactions", "quarantined_transactions"),
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=SENSOR_INTERVAL,
+    default_status=SENSOR_STATUS,
     description="Ingests new or changed landing files (local folder or S3 prefix): one run per new file version, "
     "over the month partitions the files touch.",
 )

@@ -1,0 +1,67 @@
+"""End to end with the real daemon: a month of transactions dropped into the landing folder is ingested by
+the sensor's run, and the customer assets refresh through their automation condition."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from clv_assets.sample_data import SampleSpec, simulate
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def latest(instance, asset, partition=None):
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset),
+                                              asset_partitions=[partition] if partition else None), limit=1).records
+    return records[0].timestamp if records else None
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_new_month_is_ingested_and_downstream_refreshes(tmp_path):
+    home, landing = tmp_path / "home", tmp_path / "landing"
+    home.mkdir()
+    landing.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    tx, _ = simulate(SampleSpec(n_customers=150, start="2023-01-01", end="2023-03-31", seed=7))
+    tx["transaction_date"] = tx["transaction_date"].dt.strftime("%Y-%m-%d")
+    month = tx["transaction_date"].str[:7]
+    tx[month < "2023-03"].to_csv(landing / "first_two_months.csv", index=False)
+
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLV_LANDING_PATH": str(landing), "CLV_WAREHOUSE_URI": str(tmp_path / "wh"),
+           "CLV_HISTORY_START": "2023-01-01", "CLV_HISTORY_END": "2023-04-01", "CLV_SENSORS": "on",
+           "CLV_SENSOR_INTERVAL_SECONDS": "5", "CLV_SPARK_CONF": "spark.sql.shuffle.partitions=2,spark.driver.memory=1g"}
+    daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+                              cwd=ROOT, env=env, stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        os.environ["DAGSTER_HOME"] = str(home)
+        with dg.DagsterInstance.get() as instance:
+            wait_for(lambda: latest(instance, "transactions", "2023-02-01"), 240, "the first files' run")
+            wait_for(lambda: latest(instance, "historical_clv"), 240, "historical_clv to refresh")
+            first_clv = latest(instance, "historical_clv")
+            assert latest(instance, "transactions", "2023-03-01") is None
+
+            tx[month == "2023-03"].to_csv(landing / "march.csv", index=False)
+            wait_for(lambda: latest(instance, "transactions", "2023-03-01"), 240, "the March file's run")
+            wait_for(lambda: (latest(instance, "historical_clv") or 0) > first_clv, 240, "historical_clv to refresh again")
+            march_runs = [r for r in instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == "2023-03-01"]
+            assert len(march_runs) == 1
+    finally:
+        os.environ.pop("DAGSTER_HOME", None)
+        daemon.terminate()
+        daemon.wait(30)
+        shutil.copy(tmp_path / "daemon.log", "/tmp/clv_daemon_e2e.log") if (tmp_path / "daemon.log").exists() else None
