@@ -63,3 +63,12 @@ def new_transaction_files(context: dg.SensorEvaluationContext, landing: LandingZ
         ],
         cursor=cursor,
     )
+
+
+clv_automation = dg.AutomationConditionSensorDefinition(
+    "clv_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=SENSOR_INTERVAL,
+    description="Evaluates the assets' automation conditions: refreshes what depends on data that changed.",
+)
