@@ -45,22 +45,23 @@ def test_new_month_is_ingested_and_downstream_refreshes(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLV_LANDING_PATH": str(landing), "CLV_WAREHOUSE_URI": str(tmp_path / "wh"),
            "CLV_HISTORY_START": "2023-01-01", "CLV_HISTORY_END": "2023-04-01", "CLV_SENSORS": "on",
            "CLV_SENSOR_INTERVAL_SECONDS": "5", "CLV_SPARK_CONF": "spark.sql.shuffle.partitions=2,spark.driver.memory=1g"}
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance = dg.DagsterInstance.get()  # create the storage before the daemon opens it
     daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
                               cwd=ROOT, env=env, stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT)
     try:
-        os.environ["DAGSTER_HOME"] = str(home)
-        with dg.DagsterInstance.get() as instance:
-            wait_for(lambda: latest(instance, "transactions", "2023-02-01"), 240, "the first files' run")
-            wait_for(lambda: latest(instance, "historical_clv"), 240, "historical_clv to refresh")
-            first_clv = latest(instance, "historical_clv")
-            assert latest(instance, "transactions", "2023-03-01") is None
+        wait_for(lambda: latest(instance, "transactions", "2023-02-01"), 240, "the first files' run")
+        wait_for(lambda: latest(instance, "historical_clv"), 240, "historical_clv to refresh")
+        first_clv = latest(instance, "historical_clv")
+        assert latest(instance, "transactions", "2023-03-01") is None
 
-            tx[month == "2023-03"].to_csv(landing / "march.csv", index=False)
-            wait_for(lambda: latest(instance, "transactions", "2023-03-01"), 240, "the March file's run")
-            wait_for(lambda: (latest(instance, "historical_clv") or 0) > first_clv, 240, "historical_clv to refresh again")
-            march_runs = [r for r in instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == "2023-03-01"]
-            assert len(march_runs) == 1
+        tx[month == "2023-03"].to_csv(landing / "march.csv", index=False)
+        wait_for(lambda: latest(instance, "transactions", "2023-03-01"), 240, "the March file's run")
+        wait_for(lambda: (latest(instance, "historical_clv") or 0) > first_clv, 240, "historical_clv to refresh again")
+        march_runs = [r for r in instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == "2023-03-01"]
+        assert len(march_runs) == 1
     finally:
+        instance.dispose()
         os.environ.pop("DAGSTER_HOME", None)
         daemon.terminate()
         daemon.wait(30)
