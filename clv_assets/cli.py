@@ -224,5 +224,11 @@ def demo(data_size: str) -> None:
     _print_historical_summary(pipeline)
 
 
+# Commands defined beside their assets' modules (imported here, after the shared options they reuse).
+from clv_assets.cli_predictive import predictive  # noqa: E402
+
+main.add_command(predictive)
+
+
 if __name__ == "__main__":
     sys.exit(main())
