@@ -73,6 +73,13 @@ TABLE_RULES: dict[str, list[Rule]] = {
     "historical_clv": [
         _r("customer_id", S), _r("net_revenue", D), _r("profit_margin", D, ge=0, le=1), _r("historical_clv", D),
     ],
+    "clv_predictions": [
+        _r("customer_id", S), _r("predicted_revenue", D, ge=0), _r("predicted_clv", D, ge=0),
+        _r("prediction_lower", D, nullable=True, ge=0), _r("prediction_upper", D, nullable=True, ge=0),
+        _r("clv_confidence", D, nullable=True, ge=0, le=1), _r("probability_alive", D, ge=0, le=1),
+        _r("churn_probability", D, ge=0, le=1), _r("expected_purchases", D, ge=0), _r("model_name", S),
+        _r("horizon_months", I, ge=1), _r("as_of_date", DT),
+    ],
 }
 
 

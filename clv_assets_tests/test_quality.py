@@ -67,3 +67,28 @@ def test_blocking_check_stops_downstream_assets(spark_resource, tiny_csv, tmp_pa
         assert failed.metadata["failing_rows_by_rule"].value == {"duplicate_customer_id": 6}
         materialized = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
         assert "customer_metrics" in materialized and "historical_clv" not in materialized
+
+
+def test_prediction_rules_catch_negative_null_and_out_of_range(spark):
+    schema = ("customer_id string, predicted_revenue double, predicted_clv double, prediction_lower double, "
+              "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
+              "expected_purchases double, model_name string, horizon_months int, as_of_date date")
+    day = dt.date(2025, 12, 31)
+    ok = ("A", 10.0, 2.0, 1.0, 20.0, 0.5, 0.9, 0.1, 1.5, "ensemble", 12, day)
+    rows = [ok, ("B", -1.0, 2.0, None, None, None, 1.2, -0.2, 1.0, "ensemble", 12, day),
+            ("C", None, 2.0, 0.0, 5.0, 0.4, 0.5, 0.5, 1.0, "ensemble", 12, day)]
+    report = quality.check_table(spark.createDataFrame(rows, schema), "clv_predictions", unique_key="customer_id")
+    assert {k: v for k, v in report.failing.items() if v} == {
+        "predicted_revenue_>=_0": 1, "predicted_revenue_not_null": 1, "probability_alive_<=_1": 1, "churn_probability_>=_0": 1}
+    assert quality.check_table(spark.createDataFrame([ok], schema), "clv_predictions", unique_key="customer_id").passed
+
+
+def test_model_check_warns_when_served_model_loses_to_naive(spark):
+    from clv_assets.defs.quality import clv_model_beats_naive_baseline
+
+    table = lambda gini, mae: spark.createDataFrame(  # noqa: E731
+        [("ensemble", gini, mae, True), ("naive_baseline", 0.5, 100.0, False)],
+        "model string, normalized_gini double, mae double, is_served boolean")
+    assert clv_model_beats_naive_baseline(table(0.7, 90.0)).passed
+    worse = clv_model_beats_naive_baseline(table(0.4, 90.0))
+    assert not worse.passed and worse.severity == dg.AssetCheckSeverity.WARN

@@ -46,3 +46,41 @@ def historical_clv_extreme_values(historical_clv: DataFrame) -> dg.AssetCheckRes
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"threshold": threshold, "customers_above_threshold": count, "top_customers": dg.MetadataValue.json(sample)},
     )
+
+
+@dg.asset_check(asset="clv_predictions", blocking=True,
+                description="One row per customer; no null or negative predictions; probabilities and confidence in [0, 1].")
+def clv_predictions_schema(clv_predictions: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_predictions, "clv_predictions", unique_key="customer_id")
+
+
+@dg.asset_check(asset="clv_model", description="Warns when the served model does not beat the naive baseline on the backtest.")
+def clv_model_beats_naive_baseline(clv_model: DataFrame) -> dg.AssetCheckResult:
+    """A model that ranks customers worse (Gini) or errs more (MAE) than 'last period's spend again' is not worth serving."""
+    rows = {r["model"]: r for r in clv_model.select("model", "normalized_gini", "mae", "is_served").collect()}
+    served = next((name for name, r in rows.items() if r["is_served"]), None)
+    naive = rows.get("naive_baseline")
+    if served is None or naive is None or naive["mae"] is None or rows[served]["mae"] is None:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"note": "no backtest to compare (short history)", "served_model": str(served)})
+    s = rows[served]
+    passed = s["normalized_gini"] > naive["normalized_gini"] and s["mae"] < naive["mae"]
+    return dg.AssetCheckResult(
+        passed=bool(passed), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"served_model": served, "served_gini": s["normalized_gini"], "naive_gini": naive["normalized_gini"],
+                  "served_mae": s["mae"], "naive_mae": naive["mae"]},
+    )
+
+
+@dg.asset_check(asset="clv_features", description="Warns when repeat buyers' spend per purchase correlates with their "
+                "purchase frequency beyond CLV_SPEND_FREQUENCY_MAX_CORRELATION (Gamma-Gamma assumes independence).")
+def clv_features_spend_independent_of_frequency(clv_features: DataFrame) -> dg.AssetCheckResult:
+    from clv_assets.btyd import spend_frequency_correlation
+
+    limit = float(os.environ.get("CLV_SPEND_FREQUENCY_MAX_CORRELATION", "0.3"))
+    stats = clv_features.filter(F.col("frequency") > 0).groupBy("frequency", "monetary").count().toPandas()
+    corr = spend_frequency_correlation(stats["frequency"].to_numpy(), stats["monetary"].to_numpy(), stats["count"].to_numpy()) if len(stats) > 2 else float("nan")
+    return dg.AssetCheckResult(
+        passed=bool(corr != corr or abs(corr) <= limit), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"spend_frequency_correlation": float(corr), "max_abs_correlation": limit, "repeat_buyers": int(stats["count"].sum())},
+    )
