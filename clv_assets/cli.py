@@ -6,8 +6,6 @@ UI's run history, and prints a readable summary. Result tables are written as pa
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,163 +13,7 @@ from typing import Any
 
 import click
 
-SAMPLE_ROOT = Path("data/samples")
-
-
-def _instance():
-    import dagster as dg
-
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-
-
-def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") -> Path:
-    """Generate the sample data set of this size into ``landing`` unless the same one is already there."""
-    from clv_assets.sample_data import SIZES, SampleSpec, write_sample
-
-    spec = SampleSpec(n_customers=SIZES[size], seed=seed)
-    marker = landing / "_SAMPLE_SPEC.json"
-    wanted = json.dumps({"size": size, "format": fmt, **{k: str(v) for k, v in vars(spec).items()}}, sort_keys=True)
-    if marker.exists() and marker.read_text() == wanted:
-        return landing
-    click.echo(f"Generating the {size} sample ({spec.n_customers:,} customers) into {landing} ...")
-    write_sample(spec, landing, fmt=fmt, ground_truth_path=landing.parent / f"{landing.name}_ground_truth.parquet")
-    marker.write_text(wanted)
-    return landing
-
-
-def _month_keys(first: dt.date, last: dt.date) -> tuple[str, str]:
-    return first.replace(day=1).isoformat(), last.replace(day=1).isoformat()
-
-
-class Pipeline:
-    """The project's definitions with the CLI's landing and warehouse settings applied."""
-
-    def __init__(self, landing_overrides: dict[str, Any], warehouse: str | None):
-        if warehouse:
-            os.environ["CLV_WAREHOUSE_URI"] = warehouse
-        from clv_assets.defs.resources import build_resources
-        from clv_assets.landing import LandingZone
-
-        self.resources = build_resources()
-        self.resources["landing"] = LandingZone.from_env(**landing_overrides)
-        self.spark = self.resources["spark"].spark_session
-
-    def data_months(self) -> tuple[str, str]:
-        """First and last month present in the landing files (sets the partition range of the run)."""
-        from clv_assets.ingest import LandingFileError, accepted
-
-        try:
-            flagged = self.resources["landing"].load(self.spark)
-        except (LandingFileError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        first, last = accepted(flagged).selectExpr("min(transaction_date)", "max(transaction_date)").first()
-        if first is None:
-            raise click.ClickException(f"No readable transactions in {self.resources['landing'].path}.")
-        return _month_keys(first, last)
-
-    def materialize(self, selection: list[str], run_config: dict, months: tuple[str, str]) -> Any:
-        import dagster as dg
-
-        from clv_assets.definitions import defs
-
-        definitions = defs()
-        result = dg.materialize(
-            [*definitions.assets, *definitions.asset_checks],
-            selection=selection,
-            resources=self.resources,
-            run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("CLV_LOG_LEVEL", "WARNING")}}}, **run_config},
-            instance=_instance(),
-            tags={"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[1]},
-            raise_on_error=False,
-        )
-        if not result.success:
-            raise click.ClickException(f"Materialization failed: {failure_message(result)}")
-        return result
-
-    def read(self, table: str):
-        from clv_assets.storage import ParquetTableStore
-
-        return ParquetTableStore(self.spark, self.resources["io_manager"].base_uri).read(table)
-
-
-def failure_message(result: Any) -> str:
-    """The user's error behind a failed run: the first failed step's error, unwrapped from Dagster's own."""
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-                error = error.cause
-            return error.message.strip()
-    return "see the run's logs"
-
-
-def landing_options(func):
-    """Where the transactions come from: a generated sample of some size, or the user's own files."""
-    options = [
-        click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default=None,
-                     help="Generate sample data of this size (about 1k, 20k or 200k customers)."),
-        click.option("--transactions", "transactions_path", default=None,
-                     help="Your transactions: a CSV/parquet file or folder (local path or s3://)."),
-        click.option("--customer-id-col", default=None, help="Column with the customer id (default customer_id)."),
-        click.option("--transaction-date-col", default=None, help="Column with the date (default transaction_date)."),
-        click.option("--amount-col", default=None, help="Column with the amount (default amount)."),
-        click.option("--transaction-id-col", default=None, help="Optional column with a transaction id."),
-        click.option("--category-col", default=None, help="Optional column with the product category."),
-        click.option("--channel-col", default=None, help="Optional column with the acquisition channel."),
-        click.option("--date-format", default=None, help="Spark date pattern (default yyyy-MM-dd)."),
-        click.option("--delimiter", default=None, help="CSV field separator (default ,)."),
-        click.option("--warehouse", default=None, help="Base URI of the parquet warehouse (default data/warehouse)."),
-        click.option("--seed", default=42, show_default=True, help="Seed of the generated sample."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _pipeline(kw: dict[str, Any]) -> Pipeline:
-    overrides = {
-        key: kw[key]
-        for key in ("customer_id_col", "transaction_date_col", "amount_col", "transaction_id_col", "category_col",
-                    "channel_col", "date_format", "delimiter")
-        if kw.get(key)
-    }
-    if kw.get("transactions_path") and kw.get("data_size"):
-        raise click.UsageError("Give either --data-size (sample data) or --transactions (your data), not both.")
-    if kw.get("transactions_path"):
-        overrides["path"] = kw["transactions_path"]
-    elif kw.get("data_size") or not os.environ.get("CLV_LANDING_PATH"):
-        size = kw.get("data_size") or "small"
-        overrides["path"] = str(ensure_sample(size, SAMPLE_ROOT / size, seed=kw["seed"]).absolute())
-    return Pipeline(overrides, kw.get("warehouse"))
-
-
-def _write_outputs(pipeline: Pipeline, tables: list[str], output: str | None) -> None:
-    if not output:
-        return
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    for table in tables:
-        pipeline.read(table).toPandas().to_parquet(out / f"{table}.parquet", index=False)
-    click.echo(f"\nWrote {', '.join(f'{t}.parquet' for t in tables)} to {out.absolute()}")
-
-
-def _print_historical_summary(pipeline: Pipeline) -> None:
-    import pandas as pd
-
-    clv = pipeline.read("historical_clv").toPandas()
-    pd.set_option("display.width", 140)
-    click.echo("\nHistorical CLV")
-    click.echo(f"  customers            {len(clv):>14,}")
-    click.echo(f"  net revenue          {clv['net_revenue'].sum():>14,.2f}")
-    click.echo(f"  profit margin        {clv['profit_margin'].iloc[0]:>14.2%}")
-    click.echo(f"  total historical CLV {clv['historical_clv'].sum():>14,.2f}")
-    click.echo(f"  mean / median        {clv['historical_clv'].mean():>14,.2f} / {clv['historical_clv'].median():,.2f}")
-    by_channel = clv.groupby("acquisition_channel").agg(
-        customers=("customer_id", "count"), total_clv=("historical_clv", "sum"), mean_clv=("historical_clv", "mean")
-    ).sort_values("total_clv", ascending=False)
-    click.echo("\nBy acquisition channel\n" + by_channel.round(2).to_string())
-    top = clv.nlargest(10, "historical_clv")[["customer_id", "num_orders", "net_revenue", "historical_clv"]]
-    click.echo("\nTop 10 customers\n" + top.round(2).to_string(index=False))
+from clv_assets.cli_common import Pipeline, _pipeline, _print_historical_summary, _write_outputs, ensure_sample, landing_options
 
 
 @click.group()
@@ -209,18 +51,22 @@ def historical(profit_margin: float, as_of: str | None, output: str | None, **kw
 @main.command()
 @click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
 def demo(data_size: str) -> None:
-    """Generate the sample into the default landing folder and materialize every asset over every month."""
+    """Generate the sample into the default landing folder and materialize every asset over every partition:
+    one run for the monthly and unpartitioned assets, then one run per other period (quarters, years)."""
+    from clv_assets.definitions import defs
     from clv_assets.partitions import monthly_partitions
 
     landing = os.environ.get("CLV_LANDING_PATH") or "data/landing"
     ensure_sample(data_size, Path(landing))
     pipeline = Pipeline({"path": str(Path(landing).absolute())}, None)
-    from clv_assets.definitions import defs
-
-    keys = monthly_partitions.get_partition_keys()
-    selection = [key.to_user_string() for key in defs().resolve_all_asset_keys()]
-    click.echo(f"Materializing {len(selection)} assets over {len(keys)} months ({keys[0]} .. {keys[-1]}) ...")
-    pipeline.materialize(selection, {}, (keys[0], keys[-1]))
+    runs: dict[Any, list[str]] = {}
+    for spec in defs().resolve_all_asset_specs():
+        pdef = spec.partitions_def if spec.partitions_def is not None else monthly_partitions
+        runs.setdefault(pdef, []).append(spec.key.to_user_string())
+    for pdef, selection in sorted(runs.items(), key=lambda item: item[0] != monthly_partitions):
+        keys = pdef.get_partition_keys()
+        click.echo(f"Materializing {len(selection)} assets over {len(keys)} partitions ({keys[0]} .. {keys[-1]}) ...")
+        pipeline.materialize(sorted(selection), {}, (keys[0], keys[-1]))
     _print_historical_summary(pipeline)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from clv_assets.cli import _pipeline, _write_outputs, landing_options
+from clv_assets.cli_common import _pipeline, _write_outputs, landing_options
 
 MODEL_CHOICES = ["champion", "linear_regression", "random_forest", "gradient_boosting", "bgnbd_gamma_gamma", "ensemble"]
 PREDICTION_ASSETS = ["transactions", "clv_features", "clv_model", "clv_predictions"]

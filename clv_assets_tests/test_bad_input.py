@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from clv_assets.cli import failure_message
+from clv_assets.cli_common import failure_message
 from clv_assets.landing import LandingZone
 from clv_assets.storage import SparkParquetIOManager
 
