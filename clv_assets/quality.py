@@ -48,7 +48,15 @@ def _r(column: str, dtype: T.DataType, **kw: Any) -> Rule:
     return Rule(column, dtype, **kw)
 
 
-S, D, DT, L, I = T.StringType(), T.DoubleType(), T.DateType(), T.LongType(), T.IntegerType()
+S, D, DT, L, I, B = T.StringType(), T.DoubleType(), T.DateType(), T.LongType(), T.IntegerType(), T.BooleanType()
+_COHORT_RULES = [
+    _r("cohort_period", S), _r("cohort_start", DT), _r("cohort_label", S), _r("cohort_size", L, ge=1),
+    _r("total_revenue", D), _r("avg_clv", D, nullable=True), _r("retention_rate", D, nullable=True, ge=0, le=1),
+    _r("churn_rate", D, nullable=True, ge=0, le=1), _r("repeat_rate", D, nullable=True, ge=0, le=1),
+    _r("avg_orders_per_customer", D, ge=0), _r("avg_order_value", D, nullable=True, ge=0), _r("months_tracked", I, ge=1),
+    _r("period_number", I, ge=0), _r("period_start", DT), _r("active_customers", L, ge=0),
+    _r("retention", D, ge=0, le=1), _r("revenue", D), _r("cumulative_revenue_per_customer", D),
+]
 
 TABLE_RULES: dict[str, list[Rule]] = {
     "transactions": [
@@ -79,6 +87,29 @@ TABLE_RULES: dict[str, list[Rule]] = {
         _r("clv_confidence", D, nullable=True, ge=0, le=1), _r("probability_alive", D, ge=0, le=1),
         _r("churn_probability", D, ge=0, le=1), _r("expected_purchases", D, ge=0), _r("model_name", S),
         _r("horizon_months", I, ge=1), _r("as_of_date", DT),
+    ],
+    "clv_features": [
+        _r("customer_id", S), _r("cutoff_date", DT), _r("first_purchase_date", DT), _r("frequency", D, ge=0),
+        _r("recency", D, ge=0), _r("T", D, ge=0), _r("monetary", D), _r("n_purchase_days", D, ge=1),
+        _r("n_orders", D, ge=1), _r("gross_revenue", D, ge=0), _r("net_revenue", D), _r("refund_amount", D, ge=0),
+    ],
+    "clv_model": [
+        _r("model", S), _r("rmse", D, nullable=True, ge=0), _r("mae", D, nullable=True, ge=0),
+        _r("normalized_gini", D, nullable=True, ge=-1, le=1), _r("top_decile_capture", D, nullable=True),
+        _r("coverage", D, nullable=True, ge=0, le=1), _r("is_champion", B), _r("is_served", B), _r("mode", S),
+        _r("horizon_months", L, ge=1),
+    ],
+    "monthly_cohorts": _COHORT_RULES,
+    "quarterly_cohorts": _COHORT_RULES,
+    "yearly_cohorts": _COHORT_RULES,
+    "cohort_retention": [
+        _r("cohort_start", DT), _r("cohort_label", S), _r("cohort_size", L, ge=1), _r("avg_clv", D, nullable=True),
+        _r("retention_rate", D, nullable=True, ge=0, le=1), _r("period_0", D, nullable=True, ge=0, le=1),
+    ],
+    "rfm_segments": [
+        _r("customer_id", S), _r("recency_days", I, ge=0), _r("frequency", L, ge=1), _r("monetary", D),
+        _r("r_score", I, ge=1, le=5), _r("f_score", I, ge=1, le=5), _r("m_score", I, ge=1, le=5), _r("rfm_score", S),
+        _r("computed_segment", S), _r("segment", S, nullable=True), _r("segment_source", S, isin=("computed", "supplied")),
     ],
 }
 

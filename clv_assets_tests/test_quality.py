@@ -92,3 +92,13 @@ def test_model_check_warns_when_served_model_loses_to_naive(spark):
     assert clv_model_beats_naive_baseline(table(0.7, 90.0)).passed
     worse = clv_model_beats_naive_baseline(table(0.4, 90.0))
     assert not worse.passed and worse.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_every_stored_asset_has_a_schema_and_a_schema_check():
+    from clv_assets.definitions import defs
+
+    definitions = defs()
+    assets = {spec.key.to_user_string() for spec in definitions.resolve_all_asset_specs()}
+    checks = {key.name for key in definitions.resolve_asset_graph().asset_check_keys}
+    assert assets - set(quality.TABLE_RULES) == set(), "add the new table's rules to clv_assets/quality.py"
+    assert {f"{a}_schema" for a in assets} - checks == set(), "add a <asset>_schema check in clv_assets/defs/quality.py"

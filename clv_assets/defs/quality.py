@@ -9,7 +9,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clv_assets.partitions import monthly_partitions
+from clv_assets.partitions import monthly_partitions, quarterly_partitions, yearly_partitions
 from clv_assets.quality import schema_check_result
 
 
@@ -84,3 +84,46 @@ def clv_features_spend_independent_of_frequency(clv_features: DataFrame) -> dg.A
         passed=bool(corr != corr or abs(corr) <= limit), severity=dg.AssetCheckSeverity.WARN,
         metadata={"spend_frequency_correlation": float(corr), "max_abs_correlation": limit, "repeat_buyers": int(stats["count"].sum())},
     )
+
+
+@dg.asset_check(asset="clv_features", blocking=True, description="One row per customer; RFM statistics in range.")
+def clv_features_schema(clv_features: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_features, "clv_features", unique_key="customer_id")
+
+
+@dg.asset_check(asset="clv_model", blocking=True, description="One row per model; errors non-negative, Gini in [-1, 1], coverage in [0, 1].")
+def clv_model_schema(clv_model: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_model, "clv_model", unique_key="model")
+
+
+_COHORT_CHECK = "Rates in [0, 1], sizes and counts non-negative, one row per (cohort, period number)."
+
+
+def _cohort_result(table: DataFrame, asset: str) -> dg.AssetCheckResult:
+    key = F.concat_ws("/", F.col("cohort_start").cast("string"), F.col("period_number").cast("string"))
+    return schema_check_result(table.withColumn("cohort_and_period", key), asset, unique_key="cohort_and_period")
+
+
+@dg.asset_check(asset="monthly_cohorts", blocking=True, partitions_def=monthly_partitions, description=_COHORT_CHECK)
+def monthly_cohorts_schema(monthly_cohorts: DataFrame) -> dg.AssetCheckResult:
+    return _cohort_result(monthly_cohorts, "monthly_cohorts")
+
+
+@dg.asset_check(asset="quarterly_cohorts", blocking=True, partitions_def=quarterly_partitions, description=_COHORT_CHECK)
+def quarterly_cohorts_schema(quarterly_cohorts: DataFrame) -> dg.AssetCheckResult:
+    return _cohort_result(quarterly_cohorts, "quarterly_cohorts")
+
+
+@dg.asset_check(asset="yearly_cohorts", blocking=True, partitions_def=yearly_partitions, description=_COHORT_CHECK)
+def yearly_cohorts_schema(yearly_cohorts: DataFrame) -> dg.AssetCheckResult:
+    return _cohort_result(yearly_cohorts, "yearly_cohorts")
+
+
+@dg.asset_check(asset="cohort_retention", description="One row per monthly cohort; retention shares in [0, 1].")
+def cohort_retention_schema(cohort_retention: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(cohort_retention, "cohort_retention", unique_key="cohort_start")
+
+
+@dg.asset_check(asset="rfm_segments", blocking=True, description="One row per customer; R, F, M scores 1-5; a known segment source.")
+def rfm_segments_schema(rfm_segments: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(rfm_segments, "rfm_segments", unique_key="customer_id")
