@@ -58,3 +58,26 @@ def tiny_transactions(spark):
     rows = [(f"T{i}", c, d(day), amt, cat, ch) for i, (c, day, amt, cat, ch) in enumerate(TINY_ROWS)]
     df = spark.createDataFrame(rows, "transaction_id string, customer_id string, transaction_date date, amount double, category string, channel string")
     return df.withColumn("transaction_month", F.trunc("transaction_date", "month")).withColumn("source_file", F.lit("t.csv"))
+
+
+@pytest.fixture(scope="module")
+def interpreted_plans(spark):
+    """Small data, wide aggregations: compiling whole-stage code costs more than it saves (restored after)."""
+    previous = spark.conf.get("spark.sql.codegen.wholeStage")
+    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    yield
+    spark.conf.set("spark.sql.codegen.wholeStage", previous)
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch):
+    """A real S3 API on loopback (moto's server), with dummy credentials."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

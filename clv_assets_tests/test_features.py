@@ -11,13 +11,7 @@ from clv_assets import features
 from clv_assets_tests.conftest import d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreted_plans(spark):
-    """Tiny data, wide aggregations: compiling whole-stage code costs more than it saves (restored after)."""
-    previous = spark.conf.get("spark.sql.codegen.wholeStage")
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
-    yield
-    spark.conf.set("spark.sql.codegen.wholeStage", previous)
+pytestmark = pytest.mark.usefixtures("interpreted_plans")
 
 
 def by_customer(df):

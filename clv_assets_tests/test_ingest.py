@@ -1,6 +1,5 @@
 """Reading landing files into the canonical transactions table: mapping, parsing, quarantine."""
 
-import datetime as dt
 
 import pytest
 

@@ -1,24 +1,11 @@
 """An s3:// landing location through dagster-aws, against a real S3 API on loopback (moto's server)."""
 
 import boto3
-import pytest
 
 from clv_assets.ingest import accepted
 from clv_assets.landing import LandingZone
 
 
-@pytest.fixture()
-def s3_endpoint(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_s3_landing_is_read_and_cached(spark, s3_endpoint, tmp_path):

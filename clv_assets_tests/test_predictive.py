@@ -1,6 +1,5 @@
 """Predictive CLV: BG/NBD on Spark-grouped statistics, backtest windows, champion rule, fallbacks, the assets, the CLI."""
 
-import datetime as dt
 
 import dagster as dg
 import numpy as np
@@ -19,13 +18,7 @@ SMALL = SampleSpec(n_customers=1500, seed=11)
 FAST_MODEL = {"rf_num_trees": 15, "gbt_max_iter": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreted_plans(spark):
-    """Small data, wide aggregations: compiling whole-stage code costs more than it saves (restored after)."""
-    previous = spark.conf.get("spark.sql.codegen.wholeStage")
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
-    yield
-    spark.conf.set("spark.sql.codegen.wholeStage", previous)
+pytestmark = pytest.mark.usefixtures("interpreted_plans")
 
 
 def to_spark(spark, tx: pd.DataFrame):

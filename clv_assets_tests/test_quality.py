@@ -3,7 +3,6 @@
 import datetime as dt
 
 import dagster as dg
-from pyspark.sql import functions as F
 
 from clv_assets import quality
 from clv_assets.landing import LandingZone

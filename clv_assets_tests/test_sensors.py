@@ -1,11 +1,9 @@
 """The new-data sensor: exactly one run per new file version, local folder and S3 (moto's server)."""
 
 import json
-import os
 
 import boto3
 import dagster as dg
-import pytest
 
 from clv_assets import sensing
 from clv_assets.defs.sensors import new_transaction_files
@@ -75,17 +73,6 @@ def test_spark_date_pattern_conversion():
     assert sensing.spark_to_strftime("yyyyMMdd") == "%Y%m%d"
 
 
-@pytest.fixture()
-def s3_endpoint(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_s3_prefix_new_object_retick_and_changed_object(s3_endpoint):
