@@ -55,6 +55,11 @@ class _HadoopFS:
             return []
         return [status.getPath().getName() for status in self._fs.listStatus(self._path(uri))]
 
+    def copy_dir(self, src: str, dst: str) -> None:
+        util = self._jvm.org.apache.hadoop.fs.FileUtil
+        if not util.copy(self._fs, self._path(src), self._fs, self._path(dst), False, self._fs.getConf()):
+            raise OSError(f"could not copy {src} to {dst}")
+
 
 class _ArrowFS:
     def __init__(self, uri: str):
@@ -82,6 +87,11 @@ class _ArrowFS:
             return []
         selector = self._pafs.FileSelector(self._p(uri), recursive=False)
         return [info.base_name for info in self._fs.get_file_info(selector)]
+
+    def copy_dir(self, src: str, dst: str) -> None:
+        self._fs.create_dir(self._p(dst), recursive=True)
+        for info in self._fs.get_file_info(self._pafs.FileSelector(self._p(src), recursive=False)):
+            self._fs.copy_file(info.path, f"{self._p(dst)}/{info.base_name}")
 
 
 def _arrow_uri(uri: str) -> str:
@@ -163,13 +173,13 @@ class ParquetTableStore:
                 keyed.drop(key_col).write.parquet(f"{staged}/{key_col}={partition_keys[0]}")
             else:
                 keyed.write.partitionBy(key_col).parquet(staged)
-            empty = None
+            empty = f"{staged}/_empty"  # one Spark job writes an empty partition; the others are copies of it
             for key in partition_keys:
                 part = f"{staged}/{key_col}={key}"
                 if not self.fs.exists(part):
-                    if empty is None:
-                        empty = self.spark.createDataFrame([], df.schema)
-                    empty.write.parquet(part)
+                    if not self.fs.exists(empty):
+                        self.spark.createDataFrame([], df.schema).write.parquet(empty)
+                    self.fs.copy_dir(empty, part)
                 self._swap_in(part, self.table_uri(table, key))
             self._check_no_stray_partitions(staged, key_col, partition_keys)
         finally:

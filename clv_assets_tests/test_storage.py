@@ -52,3 +52,17 @@ def test_rows_outside_the_run_partitions_fail(spark, tmp_path):
 def test_missing_partitions_error_is_clear(spark, tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize t first"):
         ParquetTableStore(spark, str(tmp_path / "wh")).read("t", ["2023-01-01"])
+
+
+def test_arrow_filesystem_operations_used_under_spark_connect(tmp_path):
+    from clv_assets.storage import _ArrowFS
+
+    fs = _ArrowFS(str(tmp_path))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "part-0.parquet").write_bytes(b"x")
+    fs.copy_dir(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert fs.listdir(str(tmp_path / "b")) == ["part-0.parquet"]
+    fs.rename(str(tmp_path / "b"), str(tmp_path / "deep" / "c"))
+    assert fs.exists(str(tmp_path / "deep" / "c")) and not fs.exists(str(tmp_path / "b"))
+    fs.delete(str(tmp_path / "deep"))
+    assert not fs.exists(str(tmp_path / "deep" / "c"))
