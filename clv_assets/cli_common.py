@@ -62,7 +62,23 @@ class Pipeline:
         first, last = accepted(flagged).selectExpr("min(transaction_date)", "max(transaction_date)").first()
         if first is None:
             raise click.ClickException(f"No readable transactions in {self.resources['landing'].path}.")
+        self._cover_history_from(first)
         return _month_keys(first, last)
+
+    @staticmethod
+    def _cover_history_from(first: dt.date) -> None:
+        """Let the month partitions start at the data's first month when it is earlier than configured."""
+        import sys
+
+        start = first.replace(day=1).isoformat()
+        configured = os.environ.get("CLV_HISTORY_START") or "2023-01-01"
+        if start < configured:
+            if "clv_assets.partitions" in sys.modules:
+                raise click.ClickException(
+                    f"The data starts in {start[:7]}, before the month partitions ({configured[:7]}): "
+                    f"set CLV_HISTORY_START={start}."
+                )
+            os.environ["CLV_HISTORY_START"] = start
 
     def materialize(self, selection: list[str], run_config: dict, months: tuple[str, str]) -> Any:
         import dagster as dg

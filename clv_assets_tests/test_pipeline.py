@@ -95,3 +95,15 @@ def test_cli_reports_a_misspelled_column(tiny_csv, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["historical", "--transactions", str(tiny_csv), "--customer-id-col", "customer"])
     assert result.exit_code != 0
     assert "'customer'" in str(result.output) + str(result.exception) and "Did you mean 'cust'" in str(result.output) + str(result.exception)
+
+
+@pytest.mark.slow
+def test_cli_moves_the_month_partitions_back_to_older_data(tmp_path):
+    (tmp_path / "old.csv").write_text("customer_id,transaction_date,amount\nA,2019-03-05,10\nA,2019-05-01,20\nB,2020-01-02,5\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CLV_HISTORY_START", "DAGSTER_HOME")}
+    out = subprocess.run([sys.executable, "-m", "clv_assets.cli", "historical", "--transactions", str(tmp_path / "old.csv"),
+                          "--warehouse", str(tmp_path / "wh"), "--output", str(tmp_path / "out")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    clv = pd.read_parquet(tmp_path / "out/historical_clv.parquet").set_index("customer_id")["historical_clv"].to_dict()
+    assert clv == pytest.approx({"A": 6.0, "B": 1.0})
