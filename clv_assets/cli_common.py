@@ -67,18 +67,23 @@ class Pipeline:
 
     @staticmethod
     def _cover_history_from(first: dt.date) -> None:
-        """Let the month partitions start at the data's first month when it is earlier than configured."""
+        """Let the month partitions start at the data's first month unless configured to start earlier."""
         import sys
 
         start = first.replace(day=1).isoformat()
-        configured = os.environ.get("CLV_HISTORY_START") or "2023-01-01"
-        if start < configured:
-            if "clv_assets.partitions" in sys.modules:
+        configured = os.environ.get("CLV_HISTORY_START")
+        if configured and configured <= start:
+            return
+        if "clv_assets.partitions" in sys.modules:  # already built: too late to move them
+            from clv_assets.partitions import history_start
+
+            if start < history_start():
                 raise click.ClickException(
-                    f"The data starts in {start[:7]}, before the month partitions ({configured[:7]}): "
+                    f"The data starts in {start[:7]}, before the month partitions ({history_start()[:7]}): "
                     f"set CLV_HISTORY_START={start}."
                 )
-            os.environ["CLV_HISTORY_START"] = start
+            return
+        os.environ["CLV_HISTORY_START"] = start
 
     def materialize(self, selection: list[str], run_config: dict, months: tuple[str, str]) -> Any:
         import dagster as dg

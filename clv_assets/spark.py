@@ -104,10 +104,6 @@ class SparkResource(LazyPySparkResource):
             spark_config=parse_spark_conf(os.environ.get("CLV_SPARK_CONF")),
         )
 
-    @property
-    def is_connect(self) -> bool:
-        return bool(self.remote)
-
     def effective_conf(self) -> dict[str, Any]:
         """The settings the session is built with: defaults, then the user's, then master or remote."""
         conf: dict[str, Any] = {**DEFAULT_SPARK_CONF, **(self.spark_config or {})}
