@@ -72,10 +72,11 @@ def demo(data_size: str) -> None:
 
 # Commands defined beside their assets' modules (imported here, after the shared options they reuse).
 from clv_assets.cli_predictive import predictive  # noqa: E402
-from clv_assets.cli_segments import cohort  # noqa: E402
+from clv_assets.cli_segments import cohort, integrated  # noqa: E402
 
 main.add_command(predictive)
 main.add_command(cohort)
+main.add_command(integrated)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``clv cohort``: acquisition cohorts by month, quarter or year from the command line.
+``clv integrated``: historical and predicted CLV joined with RFM segments, and the business summary.
 
-Register it on the main group with ``main.add_command(cohort)`` (``from clv_assets.cli_segments import cohort``).
+Registered on the main group in ``clv_assets/cli.py``.
 """
 
 from __future__ import annotations
@@ -104,3 +105,69 @@ def cohort(cohort_period: str, profit_margin: float, as_of: str | None, output: 
             written.append(f"{cohort_period}_retention_matrix.parquet")
         click.echo(f"\nWrote {', '.join(written)} to {out.absolute()}")
         _write_outputs(pipeline, ["customer_metrics", "historical_clv"], output)
+
+
+INTEGRATED_ASSETS = ["transactions", "quarantined_transactions", "customer_metrics", "historical_clv", "clv_features",
+                     "clv_model", "clv_predictions", "rfm_segments", "clv_insights", "clv_summary"]
+
+
+def _print_integrated(pipeline) -> None:
+    import pandas as pd
+
+
+    summary = pipeline.read("clv_summary").toPandas()
+    table = pipeline.read("clv_insights").toPandas()
+    pd.set_option("display.width", 160)
+    total = summary[summary.section == "total"].iloc[0]
+    risk = summary[summary.section == "revenue_at_risk"].iloc[0]
+    click.echo(f"\nCLV insights (as of {table['as_of_date'].iloc[0]}; tiers on {table['tier_basis'].iloc[0]})")
+    click.echo(f"  customers                    {int(total['customers']):>14,}")
+    click.echo(f"  average historical CLV       {total['avg_historical_clv']:>14,.2f}")
+    click.echo(f"  average predicted CLV        {total['avg_predicted_clv']:>14,.2f}")
+    click.echo(f"  total business value         {total['total_value']:>14,.2f}   (historical + predicted CLV)")
+    click.echo(f"  revenue at risk              {risk['predicted_clv']:>14,.2f}   ({int(risk['customers']):,} customers likely to churn)")
+
+    def show(section: str, title: str, columns=("name", "customers", "historical_clv", "predicted_clv", "share_of_predicted_clv")):
+        rows = summary[summary.section == section][list(columns)].copy()
+        for c in ("historical_clv", "predicted_clv"):
+            if c in rows:
+                rows[c] = rows[c].map("{:,.2f}".format)
+        if "share_of_predicted_clv" in rows:
+            rows["share_of_predicted_clv"] = rows["share_of_predicted_clv"].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}")
+        click.echo(f"\n{title}\n" + rows.rename(columns=lambda c: c.replace("_", " ")).to_string(index=False))
+
+    show("tier", "By CLV tier")
+    show("acquisition_channel", "By acquisition channel")
+    show("category", "By product category (predicted CLV allocated by each customer's purchases)")
+    show("top_customer", "Top customers by predicted CLV", ("rank", "name", "historical_clv", "predicted_clv"))
+    for column, title in (("clv_segment_alignment", "CLV tier vs RFM segment"), ("retention_priority", "Retention priority"),
+                          ("recommended_action", "Recommended actions")):
+        values = table[column].str.replace(r" \(.*\)$", "", regex=True) if column == "clv_segment_alignment" else table[column]
+        click.echo(f"\n{title}\n" + values.value_counts().rename_axis(None).to_string())
+
+
+@click.command("integrated")
+@landing_options
+@click.option("--rfm-segments-path", default=None, help="Segments from your RFM system (CSV/parquet with customer_id, segment).")
+@click.option("--tier-basis", type=click.Choice(["predicted_clv", "historical_clv", "total_clv"]), default="predicted_clv",
+              show_default=True, help="Value the Platinum/Gold/Silver/Bronze tiers rank on.")
+@click.option("--prediction-horizon", type=click.Choice(["3", "6", "12", "24"]), default="12", show_default=True)
+@click.option("--profit-margin", default=0.2, show_default=True, type=float, help="Share of revenue that is profit.")
+@click.option("--churn-threshold", default=0.5, show_default=True, type=float, help="Churn probability counted as likely to churn.")
+@click.option("--as-of", default=None, help="As-of date YYYY-MM-DD (default: last transaction date).")
+@click.option("--output", default=None, help="Folder for the result tables (parquet).")
+def integrated(rfm_segments_path: str | None, tier_basis: str, prediction_horizon: str, profit_margin: float,
+               churn_threshold: float, as_of: str | None, output: str | None, **kw: Any) -> None:
+    """Historical and predicted CLV with RFM segments: tiers, alignment, retention priorities, actions, summary."""
+    pipeline = _pipeline(kw)
+    run_config = {"ops": {
+        "customer_metrics": {"config": {"as_of_date": as_of}},
+        "historical_clv": {"config": {"profit_margin": profit_margin}},
+        "clv_features": {"config": {"as_of_date": as_of, "horizon_months": int(prediction_horizon)}},
+        "clv_predictions": {"config": {"profit_margin": profit_margin}},
+        "rfm_segments": {"config": {"segments_path": rfm_segments_path}},
+        "clv_insights": {"config": {"tier_basis": tier_basis, "churn_threshold": churn_threshold}},
+    }}
+    pipeline.materialize(INTEGRATED_ASSETS, run_config, pipeline.data_months())
+    _print_integrated(pipeline)
+    _write_outputs(pipeline, ["historical_clv", "clv_predictions", "rfm_segments", "clv_insights", "clv_summary"], output)

@@ -106,6 +106,19 @@ TABLE_RULES: dict[str, list[Rule]] = {
         _r("cohort_start", DT), _r("cohort_label", S), _r("cohort_size", L, ge=1), _r("avg_clv", D, nullable=True),
         _r("retention_rate", D, nullable=True, ge=0, le=1), _r("period_0", D, nullable=True, ge=0, le=1),
     ],
+    "clv_insights": [
+        _r("customer_id", S), _r("acquisition_channel", S), _r("primary_category", S), _r("recency_days", I, nullable=True, ge=0),
+        _r("num_orders", L, ge=0), _r("historical_clv", D), _r("predicted_clv", D, nullable=True, ge=0), _r("total_clv", D),
+        _r("churn_probability", D, nullable=True, ge=0, le=1), _r("segment", S, nullable=True),
+        _r("clv_tier", S, isin=("Platinum", "Gold", "Silver", "Bronze")), _r("clv_segment_alignment", S),
+        _r("retention_priority_score", D, ge=0), _r("retention_priority", S, isin=("High", "Medium", "Low")),
+        _r("likely_to_churn", B), _r("recommended_action", S),
+    ],
+    "clv_summary": [
+        _r("section", S, isin=("total", "tier", "acquisition_channel", "category", "revenue_at_risk", "top_customer")),
+        _r("name", S), _r("rank", I, ge=1), _r("customers", L, ge=0), _r("historical_clv", D), _r("predicted_clv", D, ge=0),
+        _r("total_value", D), _r("share_of_predicted_clv", D, nullable=True, ge=0, le=1 + 1e-9),
+    ],
     "rfm_segments": [
         _r("customer_id", S), _r("recency_days", I, ge=0), _r("frequency", L, ge=1), _r("monetary", D),
         _r("r_score", I, ge=1, le=5), _r("f_score", I, ge=1, le=5), _r("m_score", I, ge=1, le=5), _r("rfm_score", S),

@@ -141,7 +141,13 @@ def clv_model(
         metadata["lift_chart"] = dg.MetadataValue.md(f"![lift](data:image/png;base64,{encoded})")
         metadata["lift_chart_path"] = dg.MetadataValue.path(str(png))
     context.add_output_metadata(metadata)
-    return spark.createDataFrame(table)
+    # An explicit schema: with a short history the backtest windows (and some metrics) are all null.
+    schema = ", ".join(
+        ["model string", *[f"{c} double" for c in predictive.METRIC_COLUMNS], "backtest_customers long", "coverage_customers long",
+         "rank_sum double", "is_champion boolean", "is_served boolean", "artifact_path string", "mode string",
+         "horizon_months long", "train_cutoff date", "score_cutoff date", "as_of date"]
+    )
+    return spark.createDataFrame(table.astype(object).where(table.notna(), None), schema)
 
 
 def _chart_path(root: str) -> str:

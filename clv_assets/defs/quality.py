@@ -127,3 +127,14 @@ def cohort_retention_schema(cohort_retention: DataFrame) -> dg.AssetCheckResult:
 @dg.asset_check(asset="rfm_segments", blocking=True, description="One row per customer; R, F, M scores 1-5; a known segment source.")
 def rfm_segments_schema(rfm_segments: DataFrame) -> dg.AssetCheckResult:
     return schema_check_result(rfm_segments, "rfm_segments", unique_key="customer_id")
+
+
+@dg.asset_check(asset="clv_insights", blocking=True,
+                description="One row per customer; known tiers and priority levels; non-negative priority scores.")
+def clv_insights_schema(clv_insights: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_insights, "clv_insights", unique_key="customer_id")
+
+
+@dg.asset_check(asset="clv_summary", description="Known sections; non-negative customer counts and predicted CLV.")
+def clv_summary_schema(clv_summary: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_summary, "clv_summary")
