@@ -106,6 +106,10 @@ TABLE_RULES: dict[str, list[Rule]] = {
         _r("cohort_start", DT), _r("cohort_label", S), _r("cohort_size", L, ge=1), _r("avg_clv", D, nullable=True),
         _r("retention_rate", D, nullable=True, ge=0, le=1), _r("period_0", D, nullable=True, ge=0, le=1),
     ],
+    "clv_drift": [
+        _r("measure", S), _r("psi", D, ge=0), _r("reference_mean", D, nullable=True), _r("current_mean", D, nullable=True),
+        _r("relative_mean_shift", D, nullable=True), _r("model_version", S),
+    ],
     "clv_insights": [
         _r("customer_id", S), _r("acquisition_channel", S), _r("primary_category", S), _r("recency_days", I, nullable=True, ge=0),
         _r("num_orders", L, ge=0), _r("historical_clv", D), _r("predicted_clv", D, nullable=True, ge=0), _r("total_clv", D),

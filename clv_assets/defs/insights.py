@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clv_assets import insights
-from clv_assets.automation import REFRESH_AFTER_UPSTREAM
+from clv_assets.automation import refresh_once_present
 
 _ALL_TRANSACTIONS = {"transactions": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}
 
@@ -48,7 +48,7 @@ def _counts(df: DataFrame, column: str) -> dict:
     ins=_ALL_TRANSACTIONS,
     group_name="insights",
     kinds={"spark", "parquet"},
-    automation_condition=REFRESH_AFTER_UPSTREAM,
+    automation_condition=refresh_once_present("clv_predictions", "rfm_segments"),
 )
 def clv_insights(
     context: dg.AssetExecutionContext,
@@ -86,7 +86,7 @@ def clv_insights(
     ins=_ALL_TRANSACTIONS,
     group_name="insights",
     kinds={"spark", "parquet"},
-    automation_condition=REFRESH_AFTER_UPSTREAM,
+    automation_condition=refresh_once_present("clv_insights"),
 )
 def clv_summary(
     context: dg.AssetExecutionContext, config: ClvSummaryConfig, transactions: DataFrame, historical_clv: DataFrame,

@@ -10,9 +10,11 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 
 from clv_assets import metrics
+from clv_assets.automation import REFRESH_AFTER_UPSTREAM, refresh_once_present
 from clv_assets.storage import SparkParquetIOManager, absolute_uri
 
 ARTIFACT_DIR = "_artifacts/clv_model"
+DRIFT_REFERENCE = "drift_reference.json"
 
 
 class ClvFeaturesConfig(dg.Config):
@@ -44,7 +46,7 @@ def _artifact_root(io_manager: SparkParquetIOManager) -> str:
     return f"{absolute_uri(io_manager.base_uri).rstrip('/')}/{ARTIFACT_DIR}"
 
 
-@dg.asset(group_name="prediction", kinds={"spark", "parquet"})
+@dg.asset(group_name="prediction", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
 def clv_features(context: dg.AssetExecutionContext, config: ClvFeaturesConfig, transactions: DataFrame) -> DataFrame:
     """What we know about each customer on the as-of date, from their history only: how often, how recently
     and how much they buy, recent spend and orders (30 to 365 days), rhythm between purchases, spend trend,
@@ -87,7 +89,7 @@ def clv_model(
     regression, random forest, gradient boosting, BG/NBD + Gamma-Gamma, their average and a naive baseline.
     One row per model with its backtest scores; the champion (best ranks on Gini and MAE) serves predictions
     unless a model is chosen. The refit models are saved next to the warehouse."""
-    from clv_assets import evaluation, features, predictive
+    from clv_assets import drift, evaluation, features, predictive
 
     spark = transactions.sparkSession
     first = clv_features.select("cutoff_date", "horizon_months").first()
@@ -113,6 +115,10 @@ def clv_model(
     root = _artifact_root(io_manager)
     paths = predictive.save_artifacts(spark, root, backtest, production, served, config.interval_coverage)
     table = predictive.metrics_table(backtest, served, paths)
+    # What the model was trained on, for the drift check (clv_drift): the features' bins, shares and means.
+    reference = {"model_version": context.run_id, "as_of_date": as_of.isoformat(),
+                 "features": drift.profile(clv_features, list(drift.DRIFT_FEATURES))}
+    predictive.write_json(spark, reference, f"{root}/{DRIFT_REFERENCE}")
 
     metadata = {
         "as_of_date": as_of.isoformat(),
@@ -122,6 +128,7 @@ def clv_model(
         "train_cutoff": str(plan.train_cutoff),
         "score_cutoff": str(plan.score_cutoff),
         "champion": str(backtest.champion),
+        "model_version": context.run_id,
         "served_model": served,
         "champion_rule": "lowest rank sum of normalized Gini (desc) and MAE (asc); ties: higher Gini, then lower MAE",
         "artifact_root": dg.MetadataValue.path(root),
@@ -170,7 +177,7 @@ def _markdown(table) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(group_name="prediction", kinds={"spark", "parquet"})
+@dg.asset(group_name="prediction", kinds={"spark", "parquet"}, automation_condition=refresh_once_present("clv_model"))
 def clv_predictions(
     context: dg.AssetExecutionContext,
     config: ClvPredictionsConfig,
@@ -218,6 +225,8 @@ def clv_predictions(
               "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
               "expected_purchases double, model_name string, horizon_months int, as_of_date date")
     coverage_row = clv_model.filter(clv_model.model == served).select("coverage").first()
+    table = spark.createDataFrame(result.replace({np.nan: None}), schema)
+    reference = record_prediction_reference(spark, _artifact_root(io_manager), table)
     context.add_output_metadata(
         {
             "model_name": served,
@@ -231,6 +240,24 @@ def clv_predictions(
             "mean_probability_alive": dg.MetadataValue.float(float(alive.mean())) if alive.size else 0.0,
             "interval_coverage_target": manifest["coverage"],
             "interval_coverage_backtest": dg.MetadataValue.float(float(coverage_row[0])) if coverage_row and coverage_row[0] is not None else "n/a",
+            "mean_predicted_clv": dg.MetadataValue.float(float(result["predicted_clv"].mean())) if len(result) else 0.0,
+            "model_version": str(reference.get("model_version")) if reference else "unknown",
         }
     )
-    return spark.createDataFrame(result.replace({np.nan: None}), schema)
+    return table
+
+
+def record_prediction_reference(spark, root: str, predictions: DataFrame) -> dict | None:
+    """The first predictions of a newly trained model become its reference for the drift check."""
+    from pyspark.errors import AnalysisException
+
+    from clv_assets import drift, predictive
+
+    try:
+        reference = predictive.read_json(spark, f"{root}/{DRIFT_REFERENCE}")
+    except AnalysisException:  # a model trained before drift references existed: nothing to record
+        return None
+    if drift.PREDICTION not in reference:
+        reference[drift.PREDICTION] = drift.profile(predictions, [drift.PREDICTION]).get(drift.PREDICTION)
+        predictive.write_json(spark, reference, f"{root}/{DRIFT_REFERENCE}")
+    return reference

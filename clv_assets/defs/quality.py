@@ -138,3 +138,24 @@ def clv_insights_schema(clv_insights: DataFrame) -> dg.AssetCheckResult:
 @dg.asset_check(asset="clv_summary", description="Known sections; non-negative customer counts and predicted CLV.")
 def clv_summary_schema(clv_summary: DataFrame) -> dg.AssetCheckResult:
     return schema_check_result(clv_summary, "clv_summary")
+
+
+@dg.asset_check(asset="clv_drift", description="One row per compared measure; non-negative PSI.")
+def clv_drift_schema(clv_drift: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(clv_drift, "clv_drift", unique_key="measure")
+
+
+@dg.asset_check(asset="clv_model", blocking=True,
+                description="Fails when the served model's backtest normalized Gini is below CLV_MIN_BACKTEST_GINI (default 0.3): "
+                "the model ranks customers too poorly to act on, and the predictions are not refreshed with it in that run.")
+def clv_model_backtest_gini_floor(clv_model: DataFrame) -> dg.AssetCheckResult:
+    floor = float(os.environ.get("CLV_MIN_BACKTEST_GINI", "0.3"))
+    served = clv_model.filter("is_served").select("model", "normalized_gini", "mode").first()
+    if served is None or served["normalized_gini"] is None:
+        return dg.AssetCheckResult(passed=True, metadata={
+            "floor": floor, "note": "no backtest to judge (short history): the BG/NBD model is served unscored"})
+    gini = float(served["normalized_gini"])
+    return dg.AssetCheckResult(
+        passed=gini >= floor,
+        metadata={"served_model": served["model"], "backtest_normalized_gini": gini, "floor": floor},
+    )

@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clv_assets import rfm
+from clv_assets.automation import REFRESH_AFTER_UPSTREAM
 
 
 class RfmConfig(dg.Config):
@@ -33,7 +34,7 @@ class RfmConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="segments", kinds={"spark", "parquet"})
+@dg.asset(group_name="segments", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
 def rfm_segments(context: dg.AssetExecutionContext, config: RfmConfig, customer_metrics: DataFrame) -> DataFrame:
     """Per customer: recency, frequency and monetary value, their 1-5 scores (quintiles, ties never split; or
     configured thresholds) and the named segment (Champions, Loyal, ..., Lost) from the R and F scores - or the
