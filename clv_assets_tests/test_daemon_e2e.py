@@ -42,7 +42,8 @@ def test_new_month_is_ingested_and_downstream_refreshes(tmp_path):
     home, landing = tmp_path / "home", tmp_path / "landing"
     home.mkdir()
     landing.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # One run at a time, as scripts/demo.sh configures it: Spark runs share the machine's cores.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n")
     tx, _ = simulate(SampleSpec(n_customers=150, start="2023-01-01", end="2023-03-31", seed=7))
     tx["transaction_date"] = tx["transaction_date"].dt.strftime("%Y-%m-%d")
     month = tx["transaction_date"].str[:7]
@@ -56,21 +57,23 @@ def test_new_month_is_ingested_and_downstream_refreshes(tmp_path):
     daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
                               cwd=ROOT, env=env, stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: latest(instance, "transactions", "2023-02-01"), 240, "the first files' run")
-        wait_for(lambda: latest(instance, "historical_clv"), 240, "historical_clv to refresh")
-        first_clv = latest(instance, "historical_clv")
+        wait_for(lambda: latest(instance, "transactions", "2023-02-01"), 300, "the first files' run")
+        wait_for(lambda: latest(instance, "monthly_cohorts", "2023-01-01"), 600, "customers, CLV and cohorts to refresh")
+        first_clv, first_cohort = latest(instance, "historical_clv"), latest(instance, "monthly_cohorts", "2023-01-01")
         assert latest(instance, "transactions", "2023-03-01") is None
 
         tx[month == "2023-03"].to_csv(landing / "march.csv", index=False)
-        wait_for(lambda: latest(instance, "transactions", "2023-03-01"), 240, "the March file's run")
-        wait_for(lambda: (latest(instance, "historical_clv") or 0) > first_clv, 240, "historical_clv to refresh again")
+        wait_for(lambda: latest(instance, "transactions", "2023-03-01"), 300, "the March file's run")
+        # March extends January's retention curve: the earlier cohort is refreshed too, not only the latest.
+        wait_for(lambda: (latest(instance, "monthly_cohorts", "2023-01-01") or 0) > first_cohort, 600, "the cohorts to refresh again")
+        assert latest(instance, "historical_clv") > first_clv
         march_runs = [r for r in instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == "2023-03-01"]
         assert len(march_runs) == 1
 
         # On demand: the retrain job (through the daemon's run queue), then its predictions and drift figures.
         subprocess.run([sys.executable, "-m", "dagster", "job", "launch", "-j", "retrain_clv_model", "-w", str(ROOT / "workspace.yaml")],
                        cwd=ROOT, env=env, check=True, capture_output=True)
-        wait_for(lambda: latest(instance, "clv_drift"), 300, "the retrain job's clv_model, predictions and drift")
+        wait_for(lambda: latest(instance, "clv_drift"), 600, "the retrain job's clv_model, predictions and drift")
         first_model = latest(instance, "clv_model")
         assert drift_figures(instance)["drifted"] is False  # the model's own data: no drift, no retrain
 
@@ -80,8 +83,8 @@ def test_new_month_is_ingested_and_downstream_refreshes(tmp_path):
         april["transaction_date"] = "2023-04-" + april["transaction_date"].str[8:10].replace("31", "30")
         april["amount"] = april["amount"] * 10
         april.to_csv(landing / "april.csv", index=False)
-        wait_for(lambda: latest(instance, "transactions", "2023-04-01"), 240, "the April file's run")
-        wait_for(lambda: (latest(instance, "clv_model") or 0) > first_model, 420, "the drift sensor's retrain")
+        wait_for(lambda: latest(instance, "transactions", "2023-04-01"), 300, "the April file's run")
+        wait_for(lambda: (latest(instance, "clv_model") or 0) > first_model, 900, "the drift sensor's retrain")
         retrains = [r for r in instance.get_runs() if "clv/retrain_reason" in r.tags]
         assert len(retrains) == 1 and retrains[0].job_name == "retrain_clv_model"
         assert "predicted CLV" in retrains[0].tags["clv/retrain_reason"] or "PSI" in retrains[0].tags["clv/retrain_reason"]

@@ -7,7 +7,8 @@ bash scripts/setup.sh
 
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+# One run at a time: each run's Spark session already uses every core (raise it on a bigger machine).
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n' > "$DAGSTER_HOME/dagster.yaml"
 
 .venv/bin/clv demo --data-size "${CLV_DEMO_SIZE:-small}"
 echo

@@ -11,7 +11,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from clv_assets import cohorts
-from clv_assets.automation import REFRESH_AFTER_UPSTREAM
+from clv_assets.automation import refresh_after_update_of
 from clv_assets.partitions import monthly_partitions, quarterly_partitions, yearly_partitions
 
 _ALL_TRANSACTIONS = {"transactions": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}
@@ -33,7 +33,7 @@ def cohort_asset(period: str, partitions_def: dg.TimeWindowPartitionsDefinition)
         ins=_ALL_TRANSACTIONS,
         group_name="cohorts",
         kinds={"spark", "parquet"},
-        automation_condition=REFRESH_AFTER_UPSTREAM,
+        automation_condition=refresh_after_update_of("customer_metrics", "historical_clv"),
         description=(
             f"Customers acquired (first purchase) in each {period.removesuffix('ly')} period: cohort size, net revenue, "
             "average historical CLV, retention and churn rate, orders and order value, and the retention and "
@@ -82,7 +82,7 @@ yearly_cohorts = cohort_asset("yearly", yearly_partitions)
     ins={"monthly_cohorts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     group_name="cohorts",
     kinds={"spark", "parquet"},
-    automation_condition=REFRESH_AFTER_UPSTREAM,
+    automation_condition=refresh_after_update_of("monthly_cohorts"),
 )
 def cohort_retention(context: dg.AssetExecutionContext, monthly_cohorts: DataFrame) -> DataFrame:
     """The retention matrix of the monthly cohorts: one row per cohort, ``period_0 .. period_N`` = share of the
