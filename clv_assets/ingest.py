@@ -301,9 +301,14 @@ def load_landing(
     *,
     as_of: dt.date | None = None,
     window: tuple[dt.date, dt.date] | None = None,
+    local_copies: list[str] | None = None,
 ) -> DataFrame:
-    """Check the landing files, read them, and flag every row (see :func:`validate`); raises on file-level problems."""
-    for path in files:
+    """Check the landing files, read them, and flag every row (see :func:`validate`); raises on file-level problems.
+
+    The cheap file checks (header, encoding) run on the local ones among ``files``, or on ``local_copies`` of
+    them when Spark reads the originals from elsewhere (``s3a://`` objects downloaded to a local cache).
+    """
+    for path in files if local_copies is None else local_copies:
         if urlparse(path).scheme in ("", "file"):
             check_local_file(urlparse(path).path if path.startswith("file:") else path, file_format, delimiter, mapping)
     where = files[0] if len(files) == 1 else f"{len(files)} landing files"

@@ -18,6 +18,8 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from clv_assets.ingest import ColumnMapping, load_landing
+from clv_assets.spark import shares_local_disk
+from clv_assets.storage import warn_if_not_shared
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".tsv")
 _ENV = {
@@ -128,8 +130,22 @@ class LandingZone(dg.ConfigurableResource):
     def load(self, spark, window: tuple[dt.date, dt.date] | None = None):
         """Every landing row, flagged: accepted rows have no ``reject_reason`` (see ``clv_assets.ingest``)."""
         files = self.list_files()
+        paths = self.spark_paths(files, spark)
+        if urlparse(self.path).scheme in ("", "file"):
+            warn_if_not_shared(spark, str(Path(self.path.removeprefix("file://")).absolute()), "The landing location (CLV_LANDING_PATH)")
         as_of = dt.date.fromisoformat(self.as_of_date) if self.as_of_date else None
-        return load_landing(spark, files, self.detect_format(files), self.mapping, self.delimiter, as_of=as_of, window=window)
+        return load_landing(spark, paths, self.detect_format(files), self.mapping, self.delimiter, as_of=as_of, window=window,
+                            local_copies=files)
+
+    def spark_paths(self, files: list[str], spark) -> list[str]:
+        """What Spark reads: the listed files, except that ``s3://`` objects are read from their local copies only
+        while Spark's executors share this machine's disk (local mode, a cluster on loopback). On a remote
+        cluster Spark reads the objects itself as ``s3a://bucket/key`` (hadoop-aws and S3 credentials on the
+        cluster, see docs/clusters.md); the local copies still serve the header checks."""
+        if not self.is_s3 or shares_local_disk(spark):
+            return files
+        cache = Path(self.s3_cache_dir).absolute()
+        return [f"s3a://{Path(f).relative_to(cache).as_posix()}" for f in files]
 
     def detect_format(self, files: list[str]) -> str:
         if self.file_format != "auto":

@@ -132,3 +132,21 @@ class SparkResource(LazyPySparkResource):
 def is_spark_connect(spark: Any) -> bool:
     """True for a Spark Connect session (no JVM on this side)."""
     return not hasattr(spark, "_jsc")
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]", "")
+
+
+def shares_local_disk(spark: Any) -> bool:
+    """Whether local paths mean the same files to this process and to Spark's executors: local mode, or a
+    standalone master / Spark Connect server on this machine's loopback address (whose executors are then
+    assumed to be on this machine too). Otherwise a local path is only safe on a mount every node shares."""
+    if is_spark_connect(spark):
+        return spark.client.host in _LOOPBACK
+    master = spark.sparkContext.master
+    if master.startswith("local"):
+        return True
+    if master.startswith("spark://"):
+        hosts = [h.rsplit(":", 1)[0] for h in master.removeprefix("spark://").split(",")]
+        return all(h in _LOOPBACK for h in hosts)
+    return False

@@ -21,7 +21,7 @@ import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clv_assets.spark import SparkResource, is_spark_connect
+from clv_assets.spark import SparkResource, is_spark_connect, shares_local_disk
 
 PREVIOUS_SUFFIX = ".previous"
 
@@ -62,21 +62,41 @@ class _HadoopFS:
 
 
 class _ArrowFS:
+    """Directory operations through pyarrow: Spark Connect has no JVM on this side to reach Hadoop's FileSystem.
+
+    The client then needs access to the warehouse itself (the same path, or S3 credentials of its own: the
+    default AWS chain, with ``CLV_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL`` for an S3-compatible store).
+    Object stores have no directories to rename, so there a rename is a copy then a delete (what Hadoop's
+    S3A connector does too).
+    """
+
     def __init__(self, uri: str):
         from pyarrow import fs as pafs
 
-        self._fs, _ = pafs.FileSystem.from_uri(_arrow_uri(uri))
         self._pafs = pafs
+        arrow_uri = _arrow_uri(uri)
+        self._s3 = urlparse(arrow_uri).scheme == "s3"
+        self._fs = _s3_filesystem(arrow_uri) if self._s3 else pafs.FileSystem.from_uri(arrow_uri)[0]
+        self._local = isinstance(self._fs, pafs.LocalFileSystem)
 
     def _p(self, uri: str) -> str:
-        return self._pafs.FileSystem.from_uri(_arrow_uri(uri))[1]
+        arrow_uri = _arrow_uri(uri)
+        if self._s3:
+            parsed = urlparse(arrow_uri)
+            return f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return self._pafs.FileSystem.from_uri(arrow_uri)[1]
 
     def exists(self, uri: str) -> bool:
         return self._fs.get_file_info(self._p(uri)).type != self._pafs.FileType.NotFound
 
     def rename(self, src: str, dst: str) -> None:
-        self._fs.create_dir(self._p(dst).rsplit("/", 1)[0], recursive=True)
-        self._fs.move(self._p(src), self._p(dst))
+        source, target = self._p(src), self._p(dst)
+        self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if self._local:
+            self._fs.move(source, target)
+            return
+        self._copy_tree(source, target)  # object stores: no directory rename
+        self._fs.delete_dir(source)
 
     def delete(self, uri: str) -> None:
         if self.exists(uri):
@@ -89,9 +109,33 @@ class _ArrowFS:
         return [info.base_name for info in self._fs.get_file_info(selector)]
 
     def copy_dir(self, src: str, dst: str) -> None:
-        self._fs.create_dir(self._p(dst), recursive=True)
-        for info in self._fs.get_file_info(self._pafs.FileSelector(self._p(src), recursive=False)):
-            self._fs.copy_file(info.path, f"{self._p(dst)}/{info.base_name}")
+        self._copy_tree(self._p(src), self._p(dst))
+
+    def _copy_tree(self, source: str, target: str) -> None:
+        if self._fs.get_file_info(source).type == self._pafs.FileType.File:
+            self._fs.copy_file(source, target)
+            return
+        self._fs.create_dir(target, recursive=True)
+        for info in self._fs.get_file_info(self._pafs.FileSelector(source, recursive=True)):
+            relative = info.path[len(source):].lstrip("/")
+            if info.type == self._pafs.FileType.Directory:
+                self._fs.create_dir(f"{target}/{relative}", recursive=True)
+            else:
+                self._fs.copy_file(info.path, f"{target}/{relative}")
+
+
+def _s3_filesystem(arrow_uri: str):
+    """pyarrow's S3 client: the default AWS credential chain; ``CLV_S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``,
+    which pyarrow reads itself) for S3-compatible stores, which then get path-style requests."""
+    from pyarrow import fs as pafs
+
+    endpoint = os.environ.get("CLV_S3_ENDPOINT_URL")
+    if not endpoint:
+        return pafs.FileSystem.from_uri(arrow_uri)[0]  # resolves the bucket's region
+    parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return pafs.S3FileSystem(endpoint_override=parsed.netloc, scheme=parsed.scheme, region=region,
+                             force_virtual_addressing=False)
 
 
 def _arrow_uri(uri: str) -> str:
@@ -103,6 +147,21 @@ def _arrow_uri(uri: str) -> str:
 
 def filesystem(spark: SparkSession, uri: str) -> _HadoopFS | _ArrowFS:
     return _ArrowFS(uri) if is_spark_connect(spark) else _HadoopFS(spark, uri)
+
+
+_warned: set[str] = set()
+
+
+def warn_if_not_shared(spark: SparkSession, uri: str, what: str, hint: str | None = None) -> None:
+    """Warn once per location when a local path is used with executors that may not see this machine's disk."""
+    if urlparse(uri).scheme not in ("", "file") or uri in _warned or shares_local_disk(spark):
+        return
+    _warned.add(uri)
+    dg.get_dagster_logger().warning(
+        f"{what} {uri} is a local path, but Spark runs on a remote cluster: every executor (and, under Spark "
+        "Connect, the server) must see the same files at that path (a shared mount); otherwise "
+        f"{hint or 'use shared storage such as s3a:// or hdfs://'} (see docs/clusters.md)."
+    )
 
 
 @dataclass
@@ -212,7 +271,9 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
     base_uri: str = "data/warehouse"
 
     def _store(self) -> ParquetTableStore:
-        return ParquetTableStore(self.spark.spark_session, self.base_uri)
+        spark = self.spark.spark_session
+        warn_if_not_shared(spark, absolute_uri(self.base_uri), "The warehouse (CLV_WAREHOUSE_URI)")
+        return ParquetTableStore(spark, self.base_uri)
 
     @staticmethod
     def _table(asset_key: dg.AssetKey) -> str:
