@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 
 from clv_assets import drift
 from clv_assets.automation import refresh_once_present
-from clv_assets.defs.prediction import DRIFT_REFERENCE, _artifact_root
+from clv_assets.defs.prediction import DRIFT_REFERENCE, artifact_store
 from clv_assets.storage import SparkParquetIOManager
 
 DRIFT_SCHEMA = ("measure string, psi double, reference_mean double, current_mean double, relative_mean_shift double, "
@@ -34,7 +34,7 @@ def clv_drift(
 
     spark = clv_features.sparkSession
     try:
-        reference = predictive.read_json(spark, f"{_artifact_root(io_manager)}/{DRIFT_REFERENCE}")
+        reference = predictive.read_json(spark, f"{artifact_store(io_manager).for_reading(spark)}/{DRIFT_REFERENCE}")
     except AnalysisException as exc:
         raise FileNotFoundError("No drift reference beside the served model: re-materialize clv_model.") from exc
     rows = drift.compare(reference["features"], clv_features)

@@ -10,10 +10,10 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 
 from clv_assets import metrics
+from clv_assets.artifacts import ArtifactStore
 from clv_assets.automation import REFRESH_AFTER_UPSTREAM, refresh_once_present
-from clv_assets.storage import SparkParquetIOManager, absolute_uri
+from clv_assets.storage import SparkParquetIOManager
 
-ARTIFACT_DIR = "_artifacts/clv_model"
 DRIFT_REFERENCE = "drift_reference.json"
 
 
@@ -42,8 +42,9 @@ class ClvPredictionsConfig(dg.Config):
     discount_rate_monthly: float = Field(default=0.01, ge=0, lt=1, description="Monthly discount rate of future profit.")
 
 
-def _artifact_root(io_manager: SparkParquetIOManager) -> str:
-    return f"{absolute_uri(io_manager.base_uri).rstrip('/')}/{ARTIFACT_DIR}"
+def artifact_store(io_manager: SparkParquetIOManager) -> ArtifactStore:
+    """Where the model's files live: ``CLV_ARTIFACTS_URI``, by default ``<warehouse>/_artifacts``."""
+    return ArtifactStore.from_env(io_manager.base_uri)
 
 
 @dg.asset(group_name="prediction", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
@@ -88,10 +89,12 @@ def clv_model(
     """Which model predicts next-horizon revenue best, judged on a period none of them has seen: linear
     regression, random forest, gradient boosting, BG/NBD + Gamma-Gamma, their average and a naive baseline.
     One row per model with its backtest scores; the champion (best ranks on Gini and MAE) serves predictions
-    unless a model is chosen. The refit models are saved next to the warehouse."""
-    from clv_assets import drift, evaluation, features, predictive
+    unless a model is chosen. The refit models are saved next to the warehouse, or under CLV_ARTIFACTS_URI."""
+    from clv_assets import drift, features, predictive
 
     spark = transactions.sparkSession
+    store = artifact_store(io_manager)
+    root = store.for_writing(spark)  # before training: s3:// artifacts fail early on a remote cluster
     first = clv_features.select("cutoff_date", "horizon_months").first()
     if first is None:
         raise ValueError("clv_features is empty: no customer has a purchase by the as-of date.")
@@ -112,13 +115,18 @@ def clv_model(
     served, warning = predictive.served_model(config.model_type, backtest.champion, plan)
     if warning:
         context.log.warning(warning)
-    root = _artifact_root(io_manager)
     paths = predictive.save_artifacts(spark, root, backtest, production, served, config.interval_coverage)
-    table = predictive.metrics_table(backtest, served, paths)
     # What the model was trained on, for the drift check (clv_drift): the features' bins, shares and means.
     reference = {"model_version": context.run_id, "as_of_date": as_of.isoformat(),
                  "features": drift.profile(clv_features, list(drift.DRIFT_FEATURES))}
     predictive.write_json(spark, reference, f"{root}/{DRIFT_REFERENCE}")
+    png = _lift_chart(backtest, served, root, horizon, plan.score_cutoff) if len(backtest.predictions) else None
+    location = store.publish()  # s3://: uploaded as the new served version
+
+    def published(path: str) -> str:
+        return path.replace(f"{root}/", f"{location}/")
+
+    table = predictive.metrics_table(backtest, served, {name: published(path) for name, path in paths.items()})
 
     metadata = {
         "as_of_date": as_of.isoformat(),
@@ -131,22 +139,17 @@ def clv_model(
         "model_version": context.run_id,
         "served_model": served,
         "champion_rule": "lowest rank sum of normalized Gini (desc) and MAE (asc); ties: higher Gini, then lower MAE",
-        "artifact_root": dg.MetadataValue.path(root),
+        "artifact_root": dg.MetadataValue.path(location),
         "backtest_metrics": dg.MetadataValue.md(_markdown(table)),
         "bgnbd_params_as_of": dg.MetadataValue.json(production.btyd.to_dict()),
         "timings_seconds": dg.MetadataValue.json({k: round(v, 2) for k, v in backtest.timings.items()}),
     }
     for name, importances in backtest.importances.items():
         metadata[f"feature_importance_{name}"] = dg.MetadataValue.json(dict(list(importances.items())[:20]))
-    if len(backtest.predictions):
-        preds = backtest.predictions
-        shown = list(dict.fromkeys([backtest.champion, served, predictive.BTYD_MODEL, predictive.NAIVE]))
-        tables = {m: evaluation.decile_table(preds["actual"], preds[m]) for m in shown if m in preds.columns}
-        png = _chart_path(root)
-        evaluation.lift_chart_png(tables, png, title=f"Backtest lift chart, {horizon}-month revenue as of {plan.score_cutoff}")
+    if png:
         encoded = base64.b64encode(open(png, "rb").read()).decode("ascii")
         metadata["lift_chart"] = dg.MetadataValue.md(f"![lift](data:image/png;base64,{encoded})")
-        metadata["lift_chart_path"] = dg.MetadataValue.path(str(png))
+        metadata["lift_chart_path"] = dg.MetadataValue.path(published(png))
     context.add_output_metadata(metadata)
     # An explicit schema: with a short history the backtest windows (and some metrics) are all null.
     schema = ", ".join(
@@ -155,6 +158,18 @@ def clv_model(
          "horizon_months long", "train_cutoff date", "score_cutoff date", "as_of date"]
     )
     return spark.createDataFrame(table.astype(object).where(table.notna(), None), schema)
+
+
+def _lift_chart(backtest, served: str, root: str, horizon: int, score_cutoff) -> str:
+    """The backtest lift chart of the champion, the served model, BG/NBD and the naive baseline, as a PNG file."""
+    from clv_assets import evaluation, predictive
+
+    preds = backtest.predictions
+    shown = list(dict.fromkeys([backtest.champion, served, predictive.BTYD_MODEL, predictive.NAIVE]))
+    tables = {m: evaluation.decile_table(preds["actual"], preds[m]) for m in shown if m in preds.columns}
+    png = _chart_path(root)
+    evaluation.lift_chart_png(tables, png, title=f"Backtest lift chart, {horizon}-month revenue as of {score_cutoff}")
+    return png
 
 
 def _chart_path(root: str) -> str:
@@ -195,7 +210,8 @@ def clv_predictions(
     from clv_assets import predictive
 
     spark = transactions.sparkSession
-    manifest, production, calibration = predictive.load_artifacts(spark, _artifact_root(io_manager))
+    store = artifact_store(io_manager)
+    manifest, production, calibration = predictive.load_artifacts(spark, store.for_reading(spark))
     served = manifest["served"]
     out = predictive.predict_production(production, clv_features, transactions, served)
     revenue = out["predicted_revenue"].to_numpy(dtype=float)
@@ -226,7 +242,7 @@ def clv_predictions(
               "expected_purchases double, model_name string, horizon_months int, as_of_date date")
     coverage_row = clv_model.filter(clv_model.model == served).select("coverage").first()
     table = spark.createDataFrame(result.replace({np.nan: None}), schema)
-    reference = record_prediction_reference(spark, _artifact_root(io_manager), table)
+    reference = record_prediction_reference(spark, store, table)
     context.add_output_metadata(
         {
             "model_name": served,
@@ -247,17 +263,18 @@ def clv_predictions(
     return table
 
 
-def record_prediction_reference(spark, root: str, predictions: DataFrame) -> dict | None:
+def record_prediction_reference(spark, store: ArtifactStore, predictions: DataFrame) -> dict | None:
     """The first predictions of a newly trained model become its reference for the drift check."""
     from pyspark.errors import AnalysisException
 
     from clv_assets import drift, predictive
 
     try:
-        reference = predictive.read_json(spark, f"{root}/{DRIFT_REFERENCE}")
+        reference = predictive.read_json(spark, f"{store.folder}/{DRIFT_REFERENCE}")
     except AnalysisException:  # a model trained before drift references existed: nothing to record
         return None
     if drift.PREDICTION not in reference:
         reference[drift.PREDICTION] = drift.profile(predictions, [drift.PREDICTION]).get(drift.PREDICTION)
-        predictive.write_json(spark, reference, f"{root}/{DRIFT_REFERENCE}")
+        predictive.write_json(spark, reference, f"{store.folder}/{DRIFT_REFERENCE}")
+        store.push(DRIFT_REFERENCE)
     return reference
