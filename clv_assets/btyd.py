@@ -65,6 +65,7 @@ __all__ = [
     "fit_bgnbd",
     "bgnbd_log_likelihood",
     "bgnbd_expected_purchases",
+    "bgnbd_expected_purchases_if_alive",
     "bgnbd_probability_alive",
     "simulate_bgnbd",
     "fit_gamma_gamma",
@@ -427,16 +428,24 @@ def bgnbd_expected_purchases(params: BetaGeoParams, t: Any, frequency: Any, rece
     """
     t_arr = np.asarray(t, dtype=float)
     x, tx, age, t_arr = np.broadcast_arrays(*_broadcast_rfm(frequency, recency, T), t_arr)
+    out = bgnbd_expected_purchases_if_alive(params, t_arr, x, age) * bgnbd_probability_alive(params, x, tx, age)
+    return np.where(t_arr == 0, 0.0, out)
+
+
+def bgnbd_expected_purchases_if_alive(params: BetaGeoParams, t: Any, frequency: Any, T: Any) -> np.ndarray:
+    """Expected purchases in the next ``t`` time units of a customer with x repeat purchases who is known to
+    be active at age T: :func:`bgnbd_expected_purchases` without the P(alive) factor (which alone depends on
+    the recency). The costly part (a hypergeometric function) depends on (t, x, T) only, so callers scoring
+    many customers over several horizons can evaluate it once per distinct (x, T)."""
+    t_arr = np.asarray(t, dtype=float)
+    x, age, t_arr = np.broadcast_arrays(np.asarray(frequency, dtype=float), np.asarray(T, dtype=float), t_arr)
     if abs(params.a - 1.0) < _A_NEAR_ONE:
         # a = 1 is a removable singularity: average the two sides (error O(delta^2) ~ 1e-8 relative).
         lo = replace(params, a=1.0 - _A_NEAR_ONE)
         hi = replace(params, a=1.0 + _A_NEAR_ONE)
         w_hi = (params.a - lo.a) / (hi.a - lo.a)
-        out = (1 - w_hi) * _expected_purchases_bracket(lo, t_arr, x, age) + w_hi * _expected_purchases_bracket(hi, t_arr, x, age)
-    else:
-        out = _expected_purchases_bracket(params, t_arr, x, age)
-    out = out * bgnbd_probability_alive(params, x, tx, age)
-    return np.where(t_arr == 0, 0.0, out)
+        return (1 - w_hi) * _expected_purchases_bracket(lo, t_arr, x, age) + w_hi * _expected_purchases_bracket(hi, t_arr, x, age)
+    return _expected_purchases_bracket(params, t_arr, x, age)
 
 
 def _expected_purchases_bracket(params: BetaGeoParams, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:

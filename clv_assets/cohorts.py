@@ -165,6 +165,8 @@ def cohort_table(
             F.max(F.when(F.col("period_number") == F.col("retention_period_number"), F.col("retention"))).over(by_cohort),
         )
     )
+    # Cached: the table is small (cohorts x periods) but costs a pass over every transaction, and a caller
+    # typically reads it twice (the cohort summaries for metadata, then the write).
     return curve.select(
         F.lit(period).alias("cohort_period"),
         F.col("cohort_start"),
@@ -188,7 +190,7 @@ def cohort_table(
         "revenue",
         "cumulative_revenue",
         "cumulative_revenue_per_customer",
-    )
+    ).cache()
 
 
 def cohort_summary(cohorts: DataFrame) -> DataFrame:

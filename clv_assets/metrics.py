@@ -42,7 +42,6 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
         F.min(purchase_date).alias("first_purchase_date"),
         F.max(purchase_date).alias("last_purchase_date"),
         F.count(purchase_date).alias("num_orders"),
-        F.countDistinct(purchase_date).alias("num_purchase_days"),
         F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
         F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
         F.sum("amount").alias("net_revenue"),
@@ -51,9 +50,12 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
         ),
     )
 
+    # Purchase days, counted here rather than with a countDistinct in ``totals`` (which would make Spark
+    # expand every transaction row once per distinct aggregate).
     days = tx.filter(is_purchase).select("customer_id", "transaction_date").distinct()
     gap = F.datediff("transaction_date", F.lag("transaction_date").over(Window.partitionBy("customer_id").orderBy("transaction_date")))
     gaps = days.withColumn("gap", gap).groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("num_purchase_days"),
         F.avg("gap").alias("mean_days_between_purchases"),
         F.stddev_samp("gap").alias("std_days_between_purchases"),
     )
@@ -61,6 +63,7 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
     tenure_days = F.datediff(as_of_col, "first_purchase_date")
     return (
         totals.join(gaps, "customer_id", "left")
+        .withColumn("num_purchase_days", F.coalesce("num_purchase_days", F.lit(0).cast("long")))
         .withColumn("average_order_value", F.when(F.col("num_orders") > 0, F.col("total_revenue") / F.col("num_orders")))
         .withColumn("lifespan_days", F.datediff("last_purchase_date", "first_purchase_date"))
         .withColumn("recency_days", F.datediff(as_of_col, "last_purchase_date"))

@@ -124,7 +124,8 @@ TABLE_RULES: dict[str, list[Rule]] = {
         _r("total_value", D), _r("share_of_predicted_clv", D, nullable=True, ge=0, le=1 + 1e-9),
     ],
     "rfm_segments": [
-        _r("customer_id", S), _r("recency_days", I, ge=0), _r("frequency", L, ge=1), _r("monetary", D),
+        # Refund-only customers are scored too (worst R): no recency, zero purchases.
+        _r("customer_id", S), _r("recency_days", I, nullable=True, ge=0), _r("frequency", L, ge=0), _r("monetary", D),
         _r("r_score", I, ge=1, le=5), _r("f_score", I, ge=1, le=5), _r("m_score", I, ge=1, le=5), _r("rfm_score", S),
         _r("computed_segment", S), _r("segment", S, nullable=True), _r("segment_source", S, isin=("computed", "supplied")),
     ],

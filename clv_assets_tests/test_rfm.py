@@ -157,3 +157,11 @@ def test_asset_uses_the_file_from_the_environment(metrics_df, tmp_path, monkeypa
     monkeypatch.delenv(rfm.SEGMENTS_PATH_ENV)
     computed = by_customer(rfm_segments(context=dg.build_asset_context(), config=RfmConfig(), customer_metrics=metrics_df))
     assert computed["c01"].segment == "Champions" and computed["c01"].segment_source == "computed"
+
+
+def test_schema_check_accepts_refund_only_customers(scores):
+    from clv_assets.quality import check_table
+
+    report = check_table(scores, "rfm_segments", unique_key="customer_id")
+    assert report.passed, report.failing
+    assert report.rows == len(CUSTOMERS)

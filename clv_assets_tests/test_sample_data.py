@@ -291,3 +291,22 @@ def test_write_sample_removes_stale_generated_files_only(tmp_path):
     written = write_sample(short, landing, fmt="parquet")
     generated = sorted(p.name for p in landing.glob("transactions_*"))
     assert generated == sorted(p.name for p in written) == [f"transactions_2024-{m:02d}.parquet" for m in range(1, 7)]
+
+
+def test_generate_large_writes_monthly_parquet_in_chunks_deterministically(tmp_path):
+    from clv_assets.sample_data import generate_large
+
+    spec = SampleSpec(n_customers=1_200, start="2023-01-01", end="2023-06-30", seed=3)
+    stats = generate_large(spec, tmp_path / "a", chunk_customers=500)  # three chunks
+    files = sorted((tmp_path / "a").glob("transactions_*.parquet"))
+    assert [f.name for f in files] == [f"transactions_2023-0{m}.parquet" for m in range(1, 7)]
+    tx = pd.concat([pq.read_table(f).to_pandas() for f in files])
+    assert stats["rows"] == len(tx) and stats["files"] == 6 and stats["customers"] == 1_200
+    assert tx["transaction_id"].is_unique
+    assert tx["customer_id"].nunique() <= 1_200 and tx["customer_id"].str.fullmatch(r"C\d{6}").all()
+    for f in files:  # every row sits in its month's file
+        part = pq.read_table(f).to_pandas()
+        assert (pd.to_datetime(part["transaction_date"]).dt.strftime("%Y-%m") == f.stem.removeprefix("transactions_")).all()
+    again = generate_large(spec, tmp_path / "b", chunk_customers=500)
+    assert again == {**stats, "bytes": again["bytes"]}
+    assert pd.concat([pq.read_table(f).to_pandas() for f in sorted((tmp_path / "b").glob("*.parquet"))]).equals(tx)
