@@ -56,7 +56,7 @@ class Pipeline:
         from clv_assets.ingest import LandingFileError, accepted
 
         try:
-            flagged = self.resources["landing"].load(self.spark)
+            flagged = self.resources["landing"].load(self.spark).flagged
         except (LandingFileError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from exc
         first, last = accepted(flagged).selectExpr("min(transaction_date)", "max(transaction_date)").first()

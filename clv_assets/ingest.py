@@ -14,6 +14,7 @@ import datetime as dt
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
@@ -205,33 +206,60 @@ def validate(
         reason = F.when(condition, F.lit(code)).otherwise(reason)
     flagged = parsed.withColumn("reject_reason", reason)
 
-    # Duplicates among otherwise valid rows: keep the first one read.
-    first_read = F.struct(F.col("source_file"), F.col("_read_id"))
-    content = ["customer_id", "transaction_date", "amount", "transaction_id", "category", "channel"]
-    valid = F.col("reject_reason").isNull()
-    flagged = flagged.withColumn(
-        "reject_reason",
-        F.when(valid & (F.row_number().over(Window.partitionBy(valid, *content).orderBy(first_read)) > 1),
-               F.lit("exact_duplicate_row")).otherwise(F.col("reject_reason")),
-    )
-    if cols["transaction_id"]:
-        valid = F.col("reject_reason").isNull()
-        flagged = flagged.withColumn(
-            "reject_reason",
-            F.when(valid & F.col("transaction_id").isNotNull()
-                   & (F.row_number().over(Window.partitionBy(valid, "transaction_id").orderBy(first_read)) > 1),
-                   F.lit("duplicate_transaction_id")).otherwise(F.col("reject_reason")),
-        )
+    flagged = _flag_duplicates(flagged, has_transaction_id=cols["transaction_id"] is not None)
     if window:
         outside = (date < F.lit(window[0])) | (date >= F.lit(window[1]))
         flagged = flagged.withColumn(
             "reject_reason", F.when(F.col("reject_reason").isNull() & outside, F.lit("outside_partitions")).otherwise(F.col("reject_reason"))
         )
-    derived_id = F.sha2(F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("")) for c in content[:3] + content[4:]]), 256).substr(1, 20)
+    no_id = [c for c in _CONTENT if c != "transaction_id"]
+    derived_id = F.sha2(F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("")) for c in no_id]), 256).substr(1, 20)
     return (
         flagged.withColumn("transaction_id", F.coalesce(F.col("transaction_id"), derived_id))
         .withColumn("transaction_month", F.trunc("transaction_date", "month"))
     )
+
+
+_CONTENT = ["customer_id", "transaction_date", "amount", "transaction_id", "category", "channel"]
+#: Above this many duplicated keys the suspects are joined without broadcasting them.
+_BROADCAST_SUSPECT_KEYS = 1_000_000
+
+
+def _flag_duplicates(flagged: DataFrame, has_transaction_id: bool) -> DataFrame:
+    """Mark exact duplicate rows and repeated transaction ids among valid rows, keeping the first row read.
+
+    Sorting every row to find duplicates is what costs at scale, and most landing data has few or none. So
+    one cheap aggregation first finds the *suspects*: valid rows whose key (their transaction id, or all
+    their columns when they have none) is shared with another row, compared through a 64-bit hash (two
+    exact duplicates always share the key; a hash collision only adds a suspect). The exact rules then run
+    on the suspects alone: of identical rows (every mapped column) the first read is kept, the others are
+    ``exact_duplicate_row``; of the remaining rows sharing a transaction id the first read is kept, the
+    others are ``duplicate_transaction_id``.
+    """
+    valid = F.col("reject_reason").isNull()
+    key = F.when(valid, F.coalesce(F.xxhash64(F.lit("id"), "transaction_id"), F.xxhash64(F.lit("row"), *_CONTENT)))
+    keyed = flagged.withColumn("_dup_key", key)
+    shared = (keyed.filter(F.col("_dup_key").isNotNull()).groupBy("_dup_key").count().filter("count > 1")
+              .select("_dup_key", F.lit(True).alias("_suspect")).localCheckpoint())
+    n_shared = shared.count()
+    if n_shared == 0:
+        return flagged
+    marked = keyed.join(F.broadcast(shared) if n_shared <= _BROADCAST_SUSPECT_KEYS else shared, "_dup_key", "left")
+    suspects = marked.filter(F.col("_suspect").isNotNull())
+    first_read = F.struct(F.col("source_file"), F.col("_read_id"))
+    suspects = suspects.withColumn(
+        "reject_reason",
+        F.when(valid & (F.row_number().over(Window.partitionBy(valid, *_CONTENT).orderBy(first_read)) > 1),
+               F.lit("exact_duplicate_row")).otherwise(F.col("reject_reason")),
+    )
+    if has_transaction_id:
+        suspects = suspects.withColumn(
+            "reject_reason",
+            F.when(valid & F.col("transaction_id").isNotNull()
+                   & (F.row_number().over(Window.partitionBy(valid, "transaction_id").orderBy(first_read)) > 1),
+                   F.lit("duplicate_transaction_id")).otherwise(F.col("reject_reason")),
+        )
+    return marked.filter(F.col("_suspect").isNull()).unionByName(suspects).drop("_dup_key", "_suspect")
 
 
 def accepted(flagged: DataFrame) -> DataFrame:
@@ -259,32 +287,48 @@ def quarantined(flagged: DataFrame) -> DataFrame:
     )
 
 
-def file_level_problems(flagged: DataFrame, mapping: ColumnMapping) -> None:
-    """Raise on a file whose dates never parse (wrong date format) or whose text is not UTF-8."""
+def check_files_and_count(flagged: DataFrame, mapping: ColumnMapping) -> dict[str, int]:
+    """In one pass over the rows: raise on a file whose dates never parse (wrong date format) or whose text is
+    not UTF-8, and count input, accepted and quarantined rows by reason (see :func:`ingest_counts`)."""
+    reason = F.col("reject_reason")
     per_file = flagged.groupBy("source_file").agg(
         F.count(F.lit(1)).alias("rows"),
         F.count_if(F.col("raw_transaction_date").isNotNull() & (F.trim("raw_transaction_date") != "")).alias("with_date"),
         F.count(F.col("transaction_date")).alias("dates_parsed"),
         F.count_if(F.concat_ws("", "raw_customer_id", "raw_transaction_date", "raw_amount").contains("\ufffd")).alias("bad_text"),
         F.first(F.col("raw_transaction_date"), ignorenulls=True).alias("example"),
-    ).filter((F.col("with_date") > 0) & (F.col("dates_parsed") == 0) | (F.col("bad_text") > 0)).collect()
+        *[F.count_if(reason == code).alias(code) for code in REJECT_REASONS],
+    ).collect()
     for row in per_file:
         if row["bad_text"]:
             raise LandingFileError(f"{_display(row['source_file'])}: {row['bad_text']} rows are not valid UTF-8. Re-export the file as UTF-8.")
-        raise LandingFileError(
-            f"{_display(row['source_file'])}: no value of the date column {mapping.transaction_date!r} matches the date "
-            f"format {mapping.date_format!r} (e.g. {row['example']!r}). Set the format (--date-format / CLV_DATE_FORMAT) "
-            "as a Spark pattern, e.g. dd/MM/yyyy or yyyyMMdd."
-        )
+        if row["with_date"] > 0 and row["dates_parsed"] == 0:
+            raise LandingFileError(
+                f"{_display(row['source_file'])}: no value of the date column {mapping.transaction_date!r} matches the date "
+                f"format {mapping.date_format!r} (e.g. {row['example']!r}). Set the format (--date-format / CLV_DATE_FORMAT) "
+                "as a Spark pattern, e.g. dd/MM/yyyy or yyyyMMdd."
+            )
+    by_reason = {code: sum(int(row[code]) for row in per_file) for code in REJECT_REASONS}
+    return _counts(sum(int(row["rows"]) for row in per_file), {k: v for k, v in by_reason.items() if v})
 
 
 def ingest_counts(flagged: DataFrame) -> dict[str, int]:
     """Input rows, accepted rows and quarantined rows by reason: they add up."""
     rows = flagged.groupBy("reject_reason").count().collect()
-    by_reason = {r["reject_reason"]: r["count"] for r in rows if r["reject_reason"] is not None}
-    accepted_rows = sum(r["count"] for r in rows if r["reject_reason"] is None)
-    return {"input_rows": accepted_rows + sum(by_reason.values()), "accepted_rows": accepted_rows,
-            "quarantined_rows": sum(by_reason.values()), **{f"quarantined_{k}": v for k, v in sorted(by_reason.items())}}
+    return _counts(sum(r["count"] for r in rows), {r["reject_reason"]: r["count"] for r in rows if r["reject_reason"] is not None})
+
+
+def _counts(input_rows: int, by_reason: dict[str, int]) -> dict[str, int]:
+    quarantined_rows = sum(by_reason.values())
+    return {"input_rows": input_rows, "accepted_rows": input_rows - quarantined_rows, "quarantined_rows": quarantined_rows,
+            **{f"quarantined_{k}": v for k, v in sorted(by_reason.items())}}
+
+
+class LoadedLanding(NamedTuple):
+    """Every landing row flagged (``reject_reason`` null for accepted rows) and the counts by outcome."""
+
+    flagged: DataFrame
+    counts: dict[str, int]
 
 
 def in_window(transactions: DataFrame, start: str, end: str) -> DataFrame:
@@ -302,8 +346,9 @@ def load_landing(
     as_of: dt.date | None = None,
     window: tuple[dt.date, dt.date] | None = None,
     local_copies: list[str] | None = None,
-) -> DataFrame:
-    """Check the landing files, read them, and flag every row (see :func:`validate`); raises on file-level problems.
+) -> LoadedLanding:
+    """Check the landing files, read them, flag every row (see :func:`validate`) and count the outcomes;
+    raises on file-level problems.
 
     The cheap file checks (header, encoding) run on the local ones among ``files``, or on ``local_copies`` of
     them when Spark reads the originals from elsewhere (``s3a://`` objects downloaded to a local cache).
@@ -312,7 +357,7 @@ def load_landing(
         if urlparse(path).scheme in ("", "file"):
             check_local_file(urlparse(path).path if path.startswith("file:") else path, file_format, delimiter, mapping)
     where = files[0] if len(files) == 1 else f"{len(files)} landing files"
-    # Computed once (and truncated, so a later read of changed files is never served from a stale cache).
-    flagged = validate(read_raw(spark, files, file_format, delimiter), mapping, where, as_of=as_of, window=window).localCheckpoint()
-    file_level_problems(flagged, mapping)
-    return flagged
+    # Not cached: each use (counts, accepted rows, quarantined rows) streams the files again, which keeps memory
+    # flat whatever their size; only the few duplicate keys are materialized (see _flag_duplicates).
+    flagged = validate(read_raw(spark, files, file_format, delimiter), mapping, where, as_of=as_of, window=window)
+    return LoadedLanding(flagged, check_files_and_count(flagged, mapping))

@@ -17,7 +17,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from clv_assets.ingest import ColumnMapping, load_landing
+from clv_assets.ingest import ColumnMapping, LoadedLanding, load_landing
 from clv_assets.spark import shares_local_disk
 from clv_assets.storage import warn_if_not_shared
 
@@ -127,15 +127,24 @@ class LandingZone(dg.ConfigurableResource):
                 files.append(str(local))
         return sorted(files)
 
-    def load(self, spark, window: tuple[dt.date, dt.date] | None = None):
-        """Every landing row, flagged: accepted rows have no ``reject_reason`` (see ``clv_assets.ingest``)."""
+    def load(self, spark, window: tuple[dt.date, dt.date] | None = None) -> LoadedLanding:
+        """Every landing row, flagged (accepted rows have no ``reject_reason``, see ``clv_assets.ingest``), and the
+        counts by outcome. Within one process the same unchanged files are checked and counted only once: the
+        ``transactions`` and ``quarantined_transactions`` steps of a run share that work."""
+        global _last_load
         files = self.list_files()
         paths = self.spark_paths(files, spark)
         if urlparse(self.path).scheme in ("", "file"):
             warn_if_not_shared(spark, str(Path(self.path.removeprefix("file://")).absolute()), "The landing location (CLV_LANDING_PATH)")
         as_of = dt.date.fromisoformat(self.as_of_date) if self.as_of_date else None
-        return load_landing(spark, paths, self.detect_format(files), self.mapping, self.delimiter, as_of=as_of, window=window,
-                            local_copies=files)
+        file_format = self.detect_format(files)
+        key = _load_key(spark, paths, file_format, self.mapping, self.delimiter, as_of, window)
+        if key is not None and _last_load is not None and _last_load[0] == key:
+            return _last_load[1]
+        loaded = load_landing(spark, paths, file_format, self.mapping, self.delimiter, as_of=as_of, window=window,
+                              local_copies=files)
+        _last_load = (key, loaded) if key is not None else None
+        return loaded
 
     def spark_paths(self, files: list[str], spark) -> list[str]:
         """What Spark reads: the listed files, except that ``s3://`` objects are read from their local copies only
@@ -156,3 +165,18 @@ class LandingZone(dg.ConfigurableResource):
         if suffixes & {".parquet", ".pq"}:
             raise ValueError(f"Landing location {self.path} mixes parquet and text files: set file_format.")
         return "csv"
+
+
+_last_load: tuple[tuple, LoadedLanding] | None = None
+
+
+def _load_key(spark, paths: list[str], *settings) -> tuple | None:
+    """What a load depends on: the Spark session, the settings and each local file's size and modification
+    time (None when Spark reads remote files, whose changes this process cannot see cheaply)."""
+    stats = []
+    for path in paths:
+        if urlparse(path).scheme not in ("", "file"):
+            return None
+        st = os.stat(path.removeprefix("file://"))
+        stats.append((path, st.st_size, st.st_mtime_ns))
+    return (id(spark), tuple(stats), *map(repr, settings))

@@ -14,7 +14,7 @@ USER_MAPPING = ColumnMapping(
 
 def load(spark, path, mapping=ColumnMapping(), **kwargs):
     fmt = "parquet" if str(path).endswith(".parquet") else "csv"
-    return ingest.load_landing(spark, [str(path)], fmt, mapping, **kwargs)
+    return ingest.load_landing(spark, [str(path)], fmt, mapping, **kwargs).flagged
 
 
 def test_column_mapping_and_date_format(spark, tiny_csv):
@@ -70,7 +70,7 @@ def test_row_numbers_across_many_files_and_spark_partitions(spark, tmp_path):
     files = sorted(str(p) for p in landing.iterdir())
     spark.conf.set("spark.sql.files.maxPartitionBytes", "8k")  # force several Spark partitions per file
     try:
-        flagged = ingest.load_landing(spark, files, "csv", ColumnMapping())
+        flagged = ingest.load_landing(spark, files, "csv", ColumnMapping()).flagged
         got = sorted((r.source_file.rsplit("/", 1)[-1], r.source_row, r.raw_customer_id) for r in ingest.quarantined(flagged).collect())
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
@@ -97,3 +97,53 @@ def test_parquet_landing_with_typed_columns(spark, tmp_path, tiny_transactions):
 def test_in_window_is_half_open(tiny_transactions):
     feb = ingest.in_window(tiny_transactions, "2023-02-01", "2023-03-01").collect()
     assert sorted(r.transaction_date for r in feb) == [d("2023-02-10"), d("2023-02-15")]
+
+
+def test_duplicates_without_transaction_ids_keep_the_first_read(spark, tmp_path):
+    path = tmp_path / "no_ids.csv"
+    path.write_text(
+        "customer_id,transaction_date,amount,category\n"
+        "A,2023-01-01,10,toys\n"   # row 1: kept
+        "A,2023-01-01,10,toys\n"   # row 2: exact duplicate of row 1
+        "A,2023-01-01,11,toys\n"   # row 3: another amount: a second order
+        "A,2023-01-01,10,books\n"  # row 4: another category: a second order
+        "B,2023-01-01,10,toys\n"   # row 5: another customer
+        "A,2023-01-01,10,toys\n"   # row 6: exact duplicate of row 1
+    )
+    loaded = ingest.load_landing(spark, [str(path)], "csv", ColumnMapping(category="category"))
+    assert {r.source_row: r.reject_reason for r in ingest.quarantined(loaded.flagged).collect()} == {
+        2: "exact_duplicate_row", 6: "exact_duplicate_row"}
+    assert loaded.counts == ingest.ingest_counts(loaded.flagged) == {
+        "input_rows": 6, "accepted_rows": 4, "quarantined_rows": 2, "quarantined_exact_duplicate_row": 2}
+
+
+def test_load_counts_agree_with_an_independent_count(spark, tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("customer_id,transaction_date,amount,transaction_id\n"
+                    "A,2023-01-01,10,t1\n,2023-01-02,5,t2\nB,2023-01-03,x,t3\nA,2023-01-01,10,t1\nC,2023-01-04,8,t1\n")
+    loaded = ingest.load_landing(spark, [str(path)], "csv", ColumnMapping(transaction_id="transaction_id"))
+    by_reason = {}
+    for r in loaded.flagged.collect():
+        by_reason[r.reject_reason] = by_reason.get(r.reject_reason, 0) + 1
+    assert by_reason == {None: 1, "missing_customer_id": 1, "non_numeric_amount": 1, "exact_duplicate_row": 1,
+                         "duplicate_transaction_id": 1}
+    assert loaded.counts == {"input_rows": 5, "accepted_rows": 1, "quarantined_rows": 4,
+                             "quarantined_duplicate_transaction_id": 1, "quarantined_exact_duplicate_row": 1,
+                             "quarantined_missing_customer_id": 1, "quarantined_non_numeric_amount": 1}
+
+
+def test_landing_zone_shares_one_load_until_a_file_changes(spark, tmp_path):
+    import os
+
+    from clv_assets.landing import LandingZone
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    (folder / "a.csv").write_text("customer_id,transaction_date,amount\nA,2023-01-01,10\n")
+    zone = LandingZone(path=str(folder))
+    first = zone.load(spark)
+    assert zone.load(spark) is first  # the second step of a run reuses the checks and counts
+    (folder / "a.csv").write_text("customer_id,transaction_date,amount\nA,2023-01-01,10\nB,2023-01-02,20\n")
+    os.utime(folder / "a.csv", ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    second = zone.load(spark)
+    assert second is not first and second.counts["accepted_rows"] == 2

@@ -18,8 +18,8 @@ def test_s3_landing_is_read_and_cached(spark, s3_endpoint, tmp_path):
 
     files = landing.list_files()
     assert [f.rsplit("/", 2)[-2:] for f in files] == [["exports", "2023-01.csv"]]
-    assert sorted((r.customer_id, r.amount) for r in accepted(landing.load(spark)).collect()) == [("A", 10.0), ("B", 20.0)]
+    assert sorted((r.customer_id, r.amount) for r in accepted(landing.load(spark).flagged).collect()) == [("A", 10.0), ("B", 20.0)]
 
     # A changed object is fetched again; an unchanged one is served from the cache.
     s3.put_object(Bucket="shop", Key="exports/2023-01.csv", Body=b"customer_id,transaction_date,amount\nA,2023-01-05,11\n")
-    assert [r.amount for r in accepted(landing.load(spark)).collect()] == [11.0]
+    assert [r.amount for r in accepted(landing.load(spark).flagged).collect()] == [11.0]

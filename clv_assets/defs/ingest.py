@@ -40,8 +40,7 @@ def transactions(context: dg.AssetExecutionContext, spark: SparkResource, landin
     re-running one month rewrites only that month. Unusable rows are left to ``quarantined_transactions``.
     """
     window = context.partition_time_window
-    flagged = landing.load(spark.spark_session, _partition_window())
-    counts = ingest.ingest_counts(flagged)
+    flagged, counts = landing.load(spark.spark_session, _partition_window())
     if counts["quarantined_rows"]:
         context.log.warning(f"{counts['quarantined_rows']} of {counts['input_rows']} landing rows are quarantined: see quarantined_transactions")
     context.add_output_metadata({"landing_path": landing.path, **_count_metadata(counts)})
@@ -52,8 +51,7 @@ def transactions(context: dg.AssetExecutionContext, spark: SparkResource, landin
 def quarantined_transactions(context: dg.AssetExecutionContext, spark: SparkResource, landing: LandingZone) -> DataFrame:
     """Landing rows that could not be used, each with its source file, row number and reason code
     (missing customer id, unparseable or implausible date, non-numeric amount, duplicate, outside the months...)."""
-    flagged = landing.load(spark.spark_session, _partition_window())
-    counts = ingest.ingest_counts(flagged)
+    flagged, counts = landing.load(spark.spark_session, _partition_window())
     context.add_output_metadata(
         {**_count_metadata(counts), "reason_codes": dg.MetadataValue.json(ingest.REJECT_REASONS)}
     )
