@@ -35,6 +35,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from clv_assets.metrics import AcquisitionChannel
+
 WINDOWS_DAYS = (30, 90, 180, 365)
 TREND_DAYS = 180  # spend trend: last 180 days against the 180 days before
 HOLIDAY_MONTHS = (11, 12)
@@ -86,7 +88,8 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         categories = levels["categories"] if categories is None else categories
         channels = levels["channels"] if channels is None else channels
     c = F.lit(cutoff).cast("date")
-    tx = transactions.filter(F.col("transaction_date") <= c)
+    # One shuffle by customer serves every aggregation, window and join below (they all group by customer).
+    tx = transactions.filter(F.col("transaction_date") <= c).repartition("customer_id")
     is_purchase = F.col("amount") > 0
     date = F.col("transaction_date")
     age = F.datediff(c, date)  # days before the cutoff: 0 on the cutoff day
@@ -116,25 +119,33 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         *[F.sum(F.when(day_age < w, 1).otherwise(0)).alias(f"purchase_days_{w}d") for w in WINDOWS_DAYS],
     )
 
+    # Money, in two steps: per (customer, category) then per customer, so counting a customer's categories
+    # needs no distinct aggregation (which would expand every row); the sums add up across the two steps.
     category = F.col("category")
     in_list = category.isin(categories) if categories else F.lit(False)
-    money = tx.groupBy("customer_id").agg(
-        F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("gross_revenue"),
-        F.sum(F.when(~is_purchase, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
-        F.count(F.when(F.col("amount") < 0, 1)).alias("n_refunds"),
-        F.sum("amount").alias("net_revenue"),
-        *[F.sum(F.when(age < w, F.col("amount")).otherwise(0.0)).alias(f"net_revenue_{w}d") for w in WINDOWS_DAYS],
-        F.sum(F.when((age >= TREND_DAYS) & (age < 2 * TREND_DAYS), F.col("amount")).otherwise(0.0)).alias("net_revenue_prev_180d"),
-        F.sum(F.when(is_purchase & F.month(date).isin(*HOLIDAY_MONTHS), F.col("amount")).otherwise(0.0)).alias("holiday_spend"),
-        *[F.sum(F.when(is_purchase & (category == level), F.col("amount")).otherwise(0.0)).alias(f"cat_spend_{i}")
-          for i, level in enumerate(categories)],
-        F.sum(F.when(is_purchase & category.isNull(), F.col("amount")).otherwise(0.0)).alias("cat_spend_unknown"),
-        F.sum(F.when(is_purchase & category.isNotNull() & ~in_list, F.col("amount")).otherwise(0.0)).alias("cat_spend_other"),
-        F.countDistinct(F.when(is_purchase, F.coalesce(category, F.lit("\u0000unknown")))).alias("n_categories"),
-        # Acquisition channel: the channel of the first purchase (earliest transaction id on that day).
-        F.min_by(F.col("channel"), F.struct(F.when(is_purchase, 0).otherwise(1), date, F.col("transaction_id"))).alias(
-            "acquisition_channel"
-        ),
+    channel = AcquisitionChannel(tx)
+    sums = {
+        "gross_revenue": F.when(is_purchase, F.col("amount")).otherwise(0.0),
+        "refund_amount": F.when(~is_purchase, -F.col("amount")).otherwise(0.0),
+        "n_refunds": F.when(F.col("amount") < 0, 1).otherwise(0),
+        "net_revenue": F.col("amount"),
+        **{f"net_revenue_{w}d": F.when(age < w, F.col("amount")).otherwise(0.0) for w in WINDOWS_DAYS},
+        "net_revenue_prev_180d": F.when((age >= TREND_DAYS) & (age < 2 * TREND_DAYS), F.col("amount")).otherwise(0.0),
+        "holiday_spend": F.when(is_purchase & F.month(date).isin(*HOLIDAY_MONTHS), F.col("amount")).otherwise(0.0),
+        **{f"cat_spend_{i}": F.when(is_purchase & (category == level), F.col("amount")).otherwise(0.0)
+           for i, level in enumerate(categories)},
+        "cat_spend_unknown": F.when(is_purchase & category.isNull(), F.col("amount")).otherwise(0.0),
+        "cat_spend_other": F.when(is_purchase & category.isNotNull() & ~in_list, F.col("amount")).otherwise(0.0),
+    }
+    by_category = tx.groupBy("customer_id", "category").agg(
+        *[F.sum(expr).alias(name) for name, expr in sums.items()],
+        F.max(F.when(is_purchase, 1).otherwise(0)).alias("purchased"),
+        channel.key().alias("first_channel_key"),
+    )
+    money = by_category.groupBy("customer_id").agg(
+        *[F.sum(name).alias(name) for name in sums],
+        F.sum("purchased").alias("n_categories"),  # a null category counts as one more category, "unknown"
+        F.min("first_channel_key").alias("first_channel_key"),
     )
 
     feats = per_day.join(money, "customer_id", "inner")  # population: customers with a purchase by the cutoff
@@ -146,6 +157,7 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
     def share(numerator: F.Column) -> F.Column:
         return F.when(gross > 0, numerator / gross).otherwise(0.0)
 
+    feats = feats.withColumn("acquisition_channel", channel.decode(F.col("first_channel_key")))
     recent, earlier = F.col("net_revenue_180d"), F.col("net_revenue_prev_180d")
     denominator = F.abs(recent) + F.abs(earlier)
     columns: dict[str, F.Column] = {
@@ -189,7 +201,7 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         "customer_id",
         c.alias("cutoff_date"),
         "first_purchase_date",
-        F.coalesce("acquisition_channel", F.lit("unknown")).alias("acquisition_channel"),
+        "acquisition_channel",
         *[col.cast("double").alias(name) for name, col in columns.items()],
     )
 

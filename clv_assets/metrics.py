@@ -31,13 +31,55 @@ def resolve_as_of(transactions: DataFrame, as_of: str | dt.date | None = None) -
     return last
 
 
+#: Above this many distinct channels the acquisition channel falls back to a sort-based aggregation.
+MAX_ENCODED_CHANNELS = 10_000
+_EPOCH = "1900-01-01"  # earlier dates are quarantined at ingest
+
+
+class AcquisitionChannel:
+    """The acquisition channel of a customer: the channel of their first purchase (a refund is not a purchase;
+    a customer with only refunds gets the channel of their first refund). When the first purchase day has
+    purchases through several channels, the first in alphabetical order wins, a known channel before a
+    missing one.
+
+    Computed with a hash aggregation: each row gets a sortable 64-bit key (refund flag, day, channel code) and
+    the minimum key per customer names the channel. The channel codes come from the distinct channels in the
+    data (one small aggregation).
+    """
+
+    def __init__(self, transactions: DataFrame):
+        rows = transactions.select("channel").where(F.col("channel").isNotNull()).distinct().limit(MAX_ENCODED_CHANNELS + 1).collect()
+        self.channels = sorted(r[0] for r in rows)
+        self.encoded = len(self.channels) <= MAX_ENCODED_CHANNELS
+
+    def key(self) -> F.Column:
+        """Aggregate expression: the minimum key per group (decode it with :meth:`decode`)."""
+        refund = F.when(F.col("amount") > 0, 0).otherwise(1).cast("long")
+        if not self.encoded:
+            return F.min(F.struct(refund.alias("refund"), F.col("transaction_date").alias("day"),
+                                  F.coalesce("channel", F.lit("\uffff")).alias("order"), F.col("channel").alias("channel")))
+        codes = F.array(*[F.lit(c) for c in self.channels]) if self.channels else F.array().cast("array<string>")
+        code = F.coalesce(F.array_position(codes, F.col("channel")), F.lit(len(self.channels) + 1)).cast("long")
+        day = F.datediff(F.col("transaction_date"), F.lit(_EPOCH).cast("date")).cast("long")
+        return F.min(F.shiftleft(refund, 62) + F.shiftleft(day, 32) + code)
+
+    def decode(self, key: F.Column) -> F.Column:
+        """The channel named by a minimum key ("unknown" when it is missing)."""
+        if not self.encoded:
+            return F.coalesce(key.getField("channel"), F.lit("unknown"))
+        names = F.array(*[F.lit(c) for c in self.channels], F.lit("unknown"))
+        return F.element_at(names, key.bitwiseAND(F.lit(0xFFFFFFFF)).cast("int"))
+
+
 def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
     """One row per customer: dates, order and purchase-day counts, revenue, recency, frequency, consistency."""
     as_of_col = F.lit(as_of).cast("date")
-    tx = transactions.filter(F.col("transaction_date") <= as_of_col)
+    # One shuffle by customer serves every aggregation, window and join below (they all group by customer).
+    tx = transactions.filter(F.col("transaction_date") <= as_of_col).repartition("customer_id")
     is_purchase = F.col("amount") > 0
     purchase_date = F.when(is_purchase, F.col("transaction_date"))
 
+    channel = AcquisitionChannel(tx)
     totals = tx.groupBy("customer_id").agg(
         F.min(purchase_date).alias("first_purchase_date"),
         F.max(purchase_date).alias("last_purchase_date"),
@@ -45,9 +87,7 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
         F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
         F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
         F.sum("amount").alias("net_revenue"),
-        F.min_by(F.col("channel"), F.struct(F.when(is_purchase, 0).otherwise(1), "transaction_date", "transaction_id")).alias(
-            "acquisition_channel"
-        ),
+        channel.key().alias("acquisition_channel"),
     )
 
     # Purchase days, counted here rather than with a countDistinct in ``totals`` (which would make Spark
@@ -73,7 +113,7 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
             F.col("num_orders") / F.greatest(tenure_days / F.lit(DAYS_PER_MONTH), F.lit(1.0)),
         )
         .withColumn("acquisition_month", F.trunc("first_purchase_date", "month"))
-        .withColumn("acquisition_channel", F.coalesce("acquisition_channel", F.lit("unknown")))
+        .withColumn("acquisition_channel", channel.decode(F.col("acquisition_channel")))
         .withColumn("as_of_date", as_of_col)
         .select(
             "customer_id",

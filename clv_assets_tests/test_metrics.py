@@ -78,3 +78,26 @@ def test_distribution_summary(tiny_transactions):
     s = metrics.distribution_summary(metrics.historical_clv(m, 0.2), "historical_clv")
     assert s["count"] == 3 and s["total"] == pytest.approx(0.2 * (180 + 40 - 15))
     assert s["min"] == pytest.approx(-3.0) and s["max"] == pytest.approx(36.0) and s["p50"] == pytest.approx(8.0)
+
+
+def test_acquisition_channel_is_the_first_purchase_channel(spark):
+    rows = [
+        ("t1", "A", d("2023-01-02"), -5.0, None, "web"),     # a refund first: not a purchase
+        ("t2", "A", d("2023-01-03"), 10.0, None, "store"),   # first purchase day: store and email ...
+        ("t3", "A", d("2023-01-03"), 12.0, None, "email"),   # ... alphabetical order: email
+        ("t4", "A", d("2023-01-09"), 12.0, None, "affiliate"),
+        ("t5", "B", d("2023-01-04"), 7.0, None, None),       # missing channel and a known one on the first day
+        ("t6", "B", d("2023-01-04"), 8.0, None, "web"),
+        ("t7", "C", d("2023-01-05"), 9.0, None, None),       # only missing channels
+        ("t8", "D", d("2023-01-06"), -4.0, None, "store"),   # only refunds: the first refund's channel
+        ("t9", "D", d("2023-01-07"), -3.0, None, "email"),
+    ]
+    tx = spark.createDataFrame(rows, "transaction_id string, customer_id string, transaction_date date, amount double, "
+                               "category string, channel string")
+    m = by_customer(metrics.customer_metrics(tx, d("2023-01-31")))
+    assert {k: v["acquisition_channel"] for k, v in m.items()} == {"A": "email", "B": "web", "C": "unknown", "D": "store"}
+    from clv_assets import features
+
+    f = by_customer(features.build_features(tx, d("2023-01-31"), categories=[], channels=["email", "web"]))
+    assert {k: v["acquisition_channel"] for k, v in f.items()} == {"A": "email", "B": "web", "C": "unknown"}
+    assert (f["A"]["channel_email"], f["B"]["channel_web"], f["C"]["channel_web"]) == (1.0, 1.0, 0.0)
