@@ -312,6 +312,9 @@ class MLParams:
     gbt_step_size: float = 0.1
     min_instances_per_node: int = 10
     seed: int = 42
+    # Customers the ML models learn from, at most: a uniform random sample above it (scoring covers everyone).
+    # Tree ensembles gain little beyond a few hundred thousand rows and their cost grows with every row.
+    max_training_rows: int = 250_000
 
 
 def _regressor(name: str, params: MLParams):
@@ -352,8 +355,29 @@ def fit_ml(name: str, train: DataFrame, feature_cols: list[str], params: MLParam
     stages += [VectorAssembler(inputCols=inputs, outputCol="features"), _regressor(name, params)]
     target = F.greatest(F.col("target"), F.lit(0.0))
     label = F.log1p(target) if params.log_target else F.col("target")
-    data = train.withColumn("label", label)
-    return Pipeline(stages=stages).fit(data)
+    # Cached for the fit, in one partition per task slot: the tree ensembles pass over their input a few hundred
+    # times, and more partitions than slots only add scheduling work to every pass.
+    data = training_sample(train, params.max_training_rows, params.seed).withColumn("label", label)
+    slots = task_slots(train.sparkSession)
+    data = (data.coalesce(slots) if slots else data).cache()
+    try:
+        return Pipeline(stages=stages).fit(data)
+    finally:
+        data.unpersist()
+
+
+def task_slots(spark: SparkSession) -> int | None:
+    """How many tasks Spark runs at once (None under Spark Connect, which does not say)."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return None
+
+
+def training_sample(train: DataFrame, max_rows: int, seed: int) -> DataFrame:
+    """``train`` itself, or a uniform random sample of about ``max_rows`` of its rows when it has more."""
+    rows = train.count()
+    return train if rows <= max_rows else train.sample(fraction=max_rows / rows, seed=seed)
 
 
 def _max_label(train: DataFrame, params: MLParams) -> float:
@@ -551,15 +575,22 @@ class ProductionModels:
     max_label: float | None
 
 
+def models_needed(serve: str) -> tuple[str, ...]:
+    """The ML models behind a served model: itself, all three for the ensemble, none otherwise."""
+    return ML_MODELS if serve == ENSEMBLE else ((serve,) if serve in ML_MODELS else ())
+
+
 def fit_production(features_as_of: DataFrame, plan: BacktestPlan, training_set: DataFrame | None,
-                   feature_cols: list[str], levels: dict[str, list[str]], params: MLParams = MLParams()) -> ProductionModels:
-    """Refit: ML on the backtest scoring set (when the plan has ML), BG/NBD + Gamma-Gamma on ``features_as_of``."""
+                   feature_cols: list[str], levels: dict[str, list[str]], params: MLParams = MLParams(),
+                   serve: str | None = None) -> ProductionModels:
+    """Refit BG/NBD + Gamma-Gamma on ``features_as_of`` and, when the plan has ML, the ML models on the backtest
+    scoring set: those the served model ``serve`` needs (see :func:`models_needed`), or all three when None."""
     btyd_model = fit_btyd(features_as_of, plan.as_of)
     ml: dict[str, Any] = {}
     max_label = None
     if plan.has_ml and training_set is not None:
         max_label = _max_label(training_set, params)
-        for name in ML_MODELS:
+        for name in ML_MODELS if serve is None else models_needed(serve):
             ml[name] = fit_ml(name, training_set, feature_cols, params)
     return ProductionModels(as_of=plan.as_of, horizon_months=plan.horizon_months, feature_cols=feature_cols,
                             levels=levels, btyd=btyd_model, ml=ml, params=params, max_label=max_label)
@@ -591,7 +622,7 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     H, A = models.horizon_months, models.as_of
     days = horizon_days(A, H)
     with_btyd = with_btyd_features(features_as_of, models.btyd, days)
-    needed = ML_MODELS if serve == ENSEMBLE else ((serve,) if serve in ML_MODELS else ())
+    needed = models_needed(serve)
     cols = ["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]
     out = to_pandas(with_btyd.select(*cols))
     for name in needed:
@@ -698,7 +729,8 @@ def save_artifacts(spark: SparkSession, root: str, backtest: BacktestResult, pro
         schema = ", ".join(["customer_id string", *[f"{c} double" for c in cols[1:]]])
         from_pandas(spark, calibration[cols].astype({c: float for c in cols[1:]}), schema).coalesce(1).write.mode("overwrite").parquet(calibration_uri)
     if ENSEMBLE in backtest.metrics.index:
-        paths[ENSEMBLE] = ",".join(paths[m] for m in (*ML_MODELS, BTYD_MODEL))
+        if all(m in paths for m in ML_MODELS):
+            paths[ENSEMBLE] = ",".join(paths[m] for m in (*ML_MODELS, BTYD_MODEL))
     paths[NAIVE] = "(no fitted state: revenue of the last H months)"
     manifest = {
         "as_of": production.as_of, "horizon_months": production.horizon_months, "plan": backtest.plan.to_dict(),

@@ -193,7 +193,10 @@ def test_materialize_prediction_group(spark_resource, spark, landing, tmp_path):
     assert "| model |" in meta["clv_model"]["backtest_metrics"].value
     assert "feature_importance_random_forest" in meta["clv_model"]
     artifacts = wh / "_artifacts/clv_model"
-    assert (artifacts / "random_forest" / "metadata").exists() and (artifacts / "bgnbd_gamma_gamma.json").exists()
+    assert (artifacts / "bgnbd_gamma_gamma.json").exists()
+    for name in predictive.ML_MODELS:  # only what serves is refit and saved
+        refit = name in predictive.models_needed(champion)
+        assert (artifacts / name / "metadata").exists() == refit == bool(table.loc[name, "artifact_path"]), name
 
     p = spark.read.parquet(str(wh / "clv_predictions")).toPandas()
     feats = spark.read.parquet(str(wh / "clv_features")).toPandas()
@@ -229,3 +232,13 @@ def test_cli_predictive(landing, tmp_path, monkeypatch):
     # no discounting: CLV is exactly margin x revenue
     np.testing.assert_allclose(out["predicted_clv"], 0.25 * out["predicted_revenue"])
     assert (tmp_path / "out/clv_model.parquet").exists()
+
+
+def test_only_the_served_models_are_refit_and_training_is_sampled(spark):
+    assert predictive.models_needed(predictive.ENSEMBLE) == predictive.ML_MODELS
+    assert predictive.models_needed("random_forest") == ("random_forest",)
+    assert predictive.models_needed(predictive.BTYD_MODEL) == predictive.models_needed(predictive.NAIVE) == ()
+    rows = spark.range(10_000)
+    assert predictive.training_sample(rows, 20_000, seed=1) is rows
+    sampled = predictive.training_sample(rows, 2_000, seed=1).count()
+    assert 1_800 < sampled < 2_200  # binomial(10,000, 0.2): 5 standard deviations either side

@@ -35,6 +35,8 @@ class ClvModelConfig(dg.Config):
     rf_num_trees: int = Field(default=80, ge=1, description="Trees of the random forest.")
     gbt_max_iter: int = Field(default=40, ge=1, description="Boosting rounds of the gradient-boosted trees.")
     seed: int = Field(default=42, description="Seed of the tree models.")
+    max_training_rows: int = Field(default=250_000, ge=100, description="ML models learn from a random sample of at "
+                                   "most this many customers (all of them are scored).")
 
 
 class ClvPredictionsConfig(dg.Config):
@@ -89,7 +91,8 @@ def clv_model(
     """Which model predicts next-horizon revenue best, judged on a period none of them has seen: linear
     regression, random forest, gradient boosting, BG/NBD + Gamma-Gamma, their average and a naive baseline.
     One row per model with its backtest scores; the champion (best ranks on Gini and MAE) serves predictions
-    unless a model is chosen. The refit models are saved next to the warehouse, or under CLV_ARTIFACTS_URI."""
+    unless a model is chosen. The served model is refit on the latest data and saved next to the warehouse, or
+    under CLV_ARTIFACTS_URI."""
     from clv_assets import drift, features, predictive
 
     spark = transactions.sparkSession
@@ -103,7 +106,8 @@ def clv_model(
     if plan.mode != "full":
         context.log.warning(plan.reason)
     params = predictive.MLParams(log_target=config.log_target, rf_num_trees=config.rf_num_trees,
-                                 gbt_max_iter=config.gbt_max_iter, seed=config.seed)
+                                 gbt_max_iter=config.gbt_max_iter, seed=config.seed,
+                                 max_training_rows=config.max_training_rows)
     levels = features.feature_levels(transactions, plan.levels_cutoff)
     backtest, training_set = predictive.run_backtest(transactions, plan, params=params, coverage=config.interval_coverage,
                                                      levels=levels)
@@ -111,10 +115,11 @@ def clv_model(
     missing = set(feature_cols) - set(features.feature_columns(clv_features)) - set(predictive.BTYD_FEATURES)
     if missing:
         raise ValueError(f"clv_features lacks {sorted(missing)}: re-materialize clv_features with clv_model.")
-    production = predictive.fit_production(clv_features, plan, training_set, feature_cols, levels, params)
     served, warning = predictive.served_model(config.model_type, backtest.champion, plan)
     if warning:
         context.log.warning(warning)
+    # Only what serves is refit (the other models' backtest scores stay in the table).
+    production = predictive.fit_production(clv_features, plan, training_set, feature_cols, levels, params, serve=served)
     paths = predictive.save_artifacts(spark, root, backtest, production, served, config.interval_coverage)
     # What the model was trained on, for the drift check (clv_drift): the features' bins, shares and means.
     reference = {"model_version": context.run_id, "as_of_date": as_of.isoformat(),
