@@ -112,7 +112,7 @@ def cohort_table(
 
     customers = (
         customer_metrics.filter(F.col("first_purchase_date").isNotNull())
-        .select("customer_id", "num_orders", "total_revenue", "net_revenue",
+        .select("customer_id", "num_orders", "total_revenue", "net_revenue", "last_purchase_date",
                 F.trunc("first_purchase_date", unit).alias("cohort_start"))
         .join(historical_clv.select("customer_id", "historical_clv"), "customer_id", "left")
     )
@@ -127,6 +127,8 @@ def cohort_table(
         F.avg("historical_clv").alias("avg_clv"),
         F.sum("num_orders").alias("orders"),
         F.sum("total_revenue").alias("gross_revenue"),
+        # A purchase after the acquisition period <=> the last purchase falls in a later period.
+        F.count_if(F.trunc("last_purchase_date", unit) > F.col("cohort_start")).alias("repeat_customers"),
     )
 
     is_purchase = F.col("amount") > 0
@@ -136,13 +138,12 @@ def cohort_table(
         .join(customers.select("customer_id", "cohort_start"), "customer_id")
         .withColumn("period_number", F.greatest(F.lit(0), _periods_between(F.col("transaction_date"), F.col("cohort_start"), months)))
     )
-    observed = tx.groupBy("cohort_start", "period_number").agg(
-        F.countDistinct(F.when(is_purchase, F.col("customer_id"))).alias("active_customers"),
-        F.sum("amount").alias("revenue"),
-    )
-    repeaters = tx.groupBy("cohort_start").agg(
-        F.countDistinct(F.when(is_purchase & (F.col("period_number") >= 1), F.col("customer_id"))).alias("repeat_customers")
-    )
+    # Per customer and period first (the join left the rows grouped by customer: no shuffle), so counting the
+    # active customers of a period is a sum, not a distinct count.
+    per_customer = tx.groupBy("customer_id", "cohort_start", "period_number").agg(
+        F.max(F.when(is_purchase, 1).otherwise(0)).alias("active"), F.sum("amount").alias("revenue"))
+    observed = per_customer.groupBy("cohort_start", "period_number").agg(
+        F.sum("active").cast("long").alias("active_customers"), F.sum("revenue").alias("revenue"))
 
     by_cohort = Window.partitionBy("cohort_start")
     running = by_cohort.orderBy("period_number").rowsBetween(Window.unboundedPreceding, Window.currentRow)
@@ -150,10 +151,10 @@ def cohort_table(
     size = F.col("cohort_size")
 
     curve = (
-        summary.join(repeaters, "cohort_start", "left")
+        summary
         .withColumn("period_number", F.explode(F.sequence(F.lit(0), _periods_between(as_of_col, F.col("cohort_start"), months))))
         .join(observed, ["cohort_start", "period_number"], "left")
-        .fillna({"active_customers": 0, "revenue": 0.0, "repeat_customers": 0})
+        .fillna({"active_customers": 0, "revenue": 0.0})
         .withColumn("period_start", F.add_months("cohort_start", F.col("period_number") * months))
         .withColumn("period_complete", F.date_sub(F.add_months("period_start", months), 1) <= as_of_col)
         .withColumn("retention", F.col("active_customers") / size)
