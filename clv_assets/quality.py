@@ -183,23 +183,47 @@ class QualityReport:
 
 
 def check_table(df: DataFrame, table: str, unique_key: str | None = None) -> QualityReport:
-    """Validate a table against its schema; count failing rows per rule (and duplicate keys) in one pass."""
-    schema = pandera_schema(table)
-    errors = dict(schema.validate(df).pandera.errors)
+    """Validate a table against its schema and count failing rows per rule (and duplicate keys).
+
+    The rule counts take one pass over the table. pandera then checks the schema (columns, types); its data
+    checks (the same rules, one pass each) run only when the counts found failing rows, for its error report:
+    on clean data they could only agree with the counts.
+    """
+    from pandera.config import ValidationDepth, config_context
+
     conditions = {name: cond for rule in TABLE_RULES[table] if rule.column in df.columns for name, cond in rule.violations().items()}
     aggregates = [F.count(F.lit(1)).alias("__rows")] + [F.count_if(cond).alias(name) for name, cond in conditions.items()]
     counts = df.agg(*aggregates).first().asDict()
-    report = QualityReport(table, counts.pop("__rows"), {k: int(v) for k, v in counts.items()},
-                           {k: {kk: [dict(e) for e in vv] for kk, vv in v.items()} for k, v in errors.items()})
+    rows = counts.pop("__rows")
+    failing = {k: int(v) for k, v in counts.items()}
     bad = df.filter(F.greatest(*[c.cast("int") for c in conditions.values()]) > 0) if conditions else df.limit(0)
     if unique_key:
-        dups = df.groupBy(unique_key).count().filter("count > 1")
-        report.failing[f"duplicate_{unique_key}"] = int(dups.agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
-        if report.failing[f"duplicate_{unique_key}"]:
+        dups = duplicate_keys(df, unique_key)
+        failing[f"duplicate_{unique_key}"] = int(dups.agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
+        if failing[f"duplicate_{unique_key}"]:
             bad = bad.unionByName(df.join(dups.select(unique_key), unique_key).select(*df.columns))
+    depth = ValidationDepth.SCHEMA_AND_DATA if any(failing.values()) else ValidationDepth.SCHEMA_ONLY
+    with config_context(validation_depth=depth):
+        errors = dict(pandera_schema(table).validate(df).pandera.errors)
+    report = QualityReport(table, rows, failing, {k: {kk: [dict(e) for e in vv] for kk, vv in v.items()} for k, v in errors.items()})
     if not report.passed:
         report.sample = [{k: (str(v) if v is not None else None) for k, v in r.asDict().items()} for r in bad.limit(SAMPLE_ROWS).collect()]
     return report
+
+
+def duplicate_keys(df: DataFrame, key: str) -> DataFrame:
+    """``key, count`` of the key values found on more than one row.
+
+    Keys are first compared through a 64-bit hash (a shuffle of 8 bytes per row, whatever the key); only the
+    rows whose hash repeats, usually none, are then grouped by the key itself.
+    """
+    hashed = F.xxhash64(F.col(key))
+    repeated = df.groupBy(hashed.alias("__hash")).count().filter("count > 1").select("__hash").localCheckpoint()
+    n_repeated = repeated.count()
+    if n_repeated == 0:
+        return df.groupBy(key).count().limit(0)
+    suspects = df.withColumn("__hash", hashed).join(F.broadcast(repeated) if n_repeated <= 1_000_000 else repeated, "__hash", "left_semi")
+    return suspects.groupBy(key).count().filter("count > 1")
 
 
 def check_result(report: QualityReport, check_name: str, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
