@@ -266,9 +266,14 @@ def accepted(flagged: DataFrame) -> DataFrame:
     return flagged.filter(F.col("reject_reason").isNull()).select(*CANONICAL_COLUMNS)
 
 
-def quarantined(flagged: DataFrame) -> DataFrame:
-    """Rejected rows with their source file, 1-based data row number within that file and reason code."""
+def quarantined(flagged: DataFrame, expected_rows: int | None = None) -> DataFrame:
+    """Rejected rows with their source file, 1-based data row number within that file and reason code.
+
+    ``expected_rows = 0`` (the counts found none) skips the pass over every row that numbers them.
+    """
     bad = flagged.filter(F.col("reject_reason").isNotNull())
+    if expected_rows == 0:
+        return bad.withColumn("source_row", F.lit(None).cast("long")).select(*QUARANTINE_COLUMNS).limit(0)
     # Row numbers from the read order: per (Spark partition, file) block, its first row's position in the file
     # is the number of the file's rows in earlier blocks. One small aggregation, no shuffle of the data.
     block = F.shiftright("_read_id", _ROW_BITS)

@@ -86,13 +86,14 @@ _ARROW_TYPES = {"string": "string", "double": "float64", "long": "int64", "bigin
                 "boolean": "bool_", "date": "date32"}
 
 
-def from_pandas(spark: SparkSession, frame: pd.DataFrame, schema: str) -> DataFrame:
+def from_pandas(spark: SparkSession, frame: pd.DataFrame, schema: str, nan_as_null: bool = False) -> DataFrame:
     """``spark.createDataFrame(frame, schema)`` through Arrow (see :func:`to_pandas`). ``schema``: ``"name type,
-    ..."`` with the types of ``_ARROW_TYPES``. As without Arrow, None becomes null and NaN stays NaN."""
+    ..."`` with the types of ``_ARROW_TYPES``. As without Arrow, None becomes null and NaN stays NaN, unless
+    ``nan_as_null``."""
     import pyarrow as pa
 
     fields = [item.split() for item in schema.split(",")]
-    table = pa.table({name: pa.array(frame[name].to_numpy(), type=getattr(pa, _ARROW_TYPES[kind])(), from_pandas=False)
+    table = pa.table({name: pa.array(frame[name].to_numpy(), type=getattr(pa, _ARROW_TYPES[kind])(), from_pandas=nan_as_null)
                       for name, kind in fields})
     return spark.createDataFrame(table, [name for name, _ in fields])
 

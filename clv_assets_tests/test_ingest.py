@@ -147,3 +147,11 @@ def test_landing_zone_shares_one_load_until_a_file_changes(spark, tmp_path):
     os.utime(folder / "a.csv", ns=(1, 1))  # a different modification time, whatever the clock's resolution
     second = zone.load(spark)
     assert second is not first and second.counts["accepted_rows"] == 2
+
+
+def test_no_quarantined_rows_gives_an_empty_table_with_the_columns(spark, tiny_csv):
+    loaded = ingest.load_landing(spark, [str(tiny_csv / "orders.csv")], "csv", USER_MAPPING)
+    assert loaded.counts["quarantined_rows"] == 0
+    empty = ingest.quarantined(loaded.flagged, expected_rows=0)
+    assert empty.columns == ingest.QUARANTINE_COLUMNS and empty.count() == 0
+    assert dict(empty.dtypes) == dict(ingest.quarantined(loaded.flagged).dtypes)

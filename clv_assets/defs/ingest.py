@@ -55,4 +55,4 @@ def quarantined_transactions(context: dg.AssetExecutionContext, spark: SparkReso
     context.add_output_metadata(
         {**_count_metadata(counts), "reason_codes": dg.MetadataValue.json(ingest.REJECT_REASONS)}
     )
-    return ingest.quarantined(flagged)
+    return ingest.quarantined(flagged, expected_rows=counts["quarantined_rows"])

@@ -100,7 +100,9 @@ def clv_summary(
     local = table.toPandas()  # a few dozen rows
     basis_row = clv_insights.select("tier_basis").first()
     basis = basis_row[0] if basis_row else "predicted_clv"
-    values = clv_insights.select(F.coalesce(basis, F.lit(0.0)).alias("v")).toPandas()["v"].to_numpy()
+    from clv_assets.predictive import to_pandas
+
+    values = to_pandas(clv_insights.select(F.coalesce(basis, F.lit(0.0)).alias("v")))["v"].to_numpy()
     thresholds = {r["clv_tier"]: float(r["from_value"]) for r in clv_insights.filter(F.col(basis) > 0).groupBy("clv_tier")
                   .agg(F.min(basis).alias("from_value")).collect() if r["clv_tier"] != "Bronze"}
     total = local[local.section == "total"].iloc[0] if (local.section == "total").any() else None

@@ -246,7 +246,7 @@ def clv_predictions(
               "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
               "expected_purchases double, model_name string, horizon_months int, as_of_date date")
     coverage_row = clv_model.filter(clv_model.model == served).select("coverage").first()
-    table = spark.createDataFrame(result.replace({np.nan: None}), schema)
+    table = predictive.from_pandas(spark, result, schema, nan_as_null=True)  # no interval: null, not NaN
     reference = record_prediction_reference(spark, store, table)
     context.add_output_metadata(
         {
