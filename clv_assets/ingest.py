@@ -237,7 +237,9 @@ def _flag_duplicates(flagged: DataFrame, has_transaction_id: bool) -> DataFrame:
     others are ``duplicate_transaction_id``.
     """
     valid = F.col("reject_reason").isNull()
-    key = F.when(valid, F.coalesce(F.xxhash64(F.lit("id"), "transaction_id"), F.xxhash64(F.lit("row"), *_CONTENT)))
+    # (xxhash64 skips nulls: a missing id must not hash to one shared value)
+    key = F.when(valid & F.col("transaction_id").isNotNull(), F.xxhash64(F.lit("id"), "transaction_id")).when(
+        valid, F.xxhash64(F.lit("row"), *_CONTENT))
     keyed = flagged.withColumn("_dup_key", key)
     shared = (keyed.filter(F.col("_dup_key").isNotNull()).groupBy("_dup_key").count().filter("count > 1")
               .select("_dup_key", F.lit(True).alias("_suspect")).localCheckpoint())

@@ -155,3 +155,12 @@ def test_no_quarantined_rows_gives_an_empty_table_with_the_columns(spark, tiny_c
     empty = ingest.quarantined(loaded.flagged, expected_rows=0)
     assert empty.columns == ingest.QUARANTINE_COLUMNS and empty.count() == 0
     assert dict(empty.dtypes) == dict(ingest.quarantined(loaded.flagged).dtypes)
+
+
+def test_rows_without_duplicates_skip_the_duplicate_windows(spark, tmp_path):
+    """Only rows whose key repeats go through the sorted windows; without any, the plan has none."""
+    path = tmp_path / "clean.csv"
+    path.write_text("customer_id,transaction_date,amount\nA,2023-01-01,10\nB,2023-01-01,10\nA,2023-01-02,10\n")
+    loaded = ingest.load_landing(spark, [str(path)], "csv", ColumnMapping())
+    assert loaded.counts["accepted_rows"] == 3
+    assert "Window" not in loaded.flagged._jdf.queryExecution().executedPlan().toString()
