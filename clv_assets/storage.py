@@ -282,6 +282,14 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         if obj is None:
             return
+        try:
+            self._write(context, obj)
+        finally:
+            # Later steps read the stored tables, so a step's cached intermediates are done with: release them
+            # (cached blocks Spark may not evict would otherwise shrink the heap left for the next steps).
+            obj.sparkSession.catalog.clearCache()
+
+    def _write(self, context: dg.OutputContext, obj: DataFrame) -> None:
         store, table = self._store(), self._table(context.asset_key)
         path = dg.MetadataValue.path(store.table_uri(table))
         if not context.has_asset_partitions:

@@ -2,10 +2,12 @@
 
 import datetime as dt
 
+import dagster as dg
 import pytest
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clv_assets.storage import ParquetTableStore
+from clv_assets.storage import ParquetTableStore, SparkParquetIOManager
 
 
 def months_df(spark, rows):
@@ -66,3 +68,18 @@ def test_arrow_filesystem_operations_used_under_spark_connect(tmp_path):
     assert fs.exists(str(tmp_path / "deep" / "c")) and not fs.exists(str(tmp_path / "b"))
     fs.delete(str(tmp_path / "deep"))
     assert not fs.exists(str(tmp_path / "deep" / "c"))
+
+
+def test_io_manager_releases_cached_data_once_the_output_is_stored(spark_resource, spark, tmp_path):
+    cached = spark.range(5).cache()
+    cached.count()
+
+    @dg.asset
+    def numbers() -> DataFrame:
+        return cached.withColumn("twice", cached.id * 2)
+
+    cache_manager = spark._jsparkSession.sharedState().cacheManager()
+    assert not cache_manager.isEmpty()
+    dg.materialize([numbers], resources={"io_manager": SparkParquetIOManager(spark=spark_resource, base_uri=str(tmp_path))})
+    assert cache_manager.isEmpty()
+    assert sorted(r.twice for r in spark.read.parquet(str(tmp_path / "numbers")).collect()) == [0, 2, 4, 6, 8]
