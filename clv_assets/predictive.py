@@ -10,9 +10,10 @@ Time windows, for an as-of date A and a horizon of H months (``(a, b]`` = after 
 - **Backtest scoring**: features as of ``A - H``, target = net revenue in ``(A - H, A]``. No model has
   seen any of this target window: the ML models learned from targets ending at ``A - H``, and the
   BG/NBD + Gamma-Gamma model is calibrated on the history up to ``A - H``.
-- **Production**: the ML models are refit on the backtest scoring set (features as of ``A - H``, target
-  ``(A - H, A]``) and applied to features as of A; BG/NBD + Gamma-Gamma is refit on all history up to A.
-  Predictions are for ``(A, A + H]``.
+- **Production**: the ML models the served model needs are refit on the backtest scoring set (features as
+  of ``A - H``, target ``(A - H, A]``) and applied to features as of A; BG/NBD + Gamma-Gamma is refit on all
+  history up to A. Predictions are for ``(A, A + H]``. The ML models learn from a uniform sample of at most
+  ``MLParams.max_training_rows`` customers, in the backtest and in production alike.
 
 Population at each cutoff: customers whose first purchase is on or before it (see ``clv_assets.features``).
 
