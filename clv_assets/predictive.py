@@ -315,7 +315,7 @@ class MLParams:
     min_instances_per_node: int = 10
     seed: int = 42
     # Customers the ML models learn from, at most: a uniform random sample above it (scoring covers everyone).
-    # Tree ensembles gain little beyond a few hundred thousand rows and their cost grows with every row.
+    # Fitting cost grows with every row (the backtest trains on a sample capped the same way).
     max_training_rows: int = 250_000
 
 
