@@ -315,7 +315,8 @@ class MLParams:
     min_instances_per_node: int = 10
     seed: int = 42
     # Customers the ML models learn from, at most: a uniform random sample above it (scoring covers everyone).
-    # Fitting cost grows with every row (the backtest trains on a sample capped the same way).
+    # Fitting cost grows with every row; accuracy too, a little (benchmarks/bench_training_sample.py, README).
+    # The backtest trains on a sample capped the same way.
     max_training_rows: int = 250_000
 
 
@@ -623,13 +624,16 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     """
     H, A = models.horizon_months, models.as_of
     days = horizon_days(A, H)
-    with_btyd = with_btyd_features(features_as_of, models.btyd, days)
     needed = models_needed(serve)
+    with_btyd = with_btyd_features(features_as_of, models.btyd, days)
+    if needed:  # read once more per ML model: join once
+        with_btyd = with_btyd.cache()
     cols = ["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]
     out = to_pandas(with_btyd.select(*cols))
     for name in needed:
         scored = predict_ml(models.ml[name], with_btyd, models.params.log_target, models.max_label)
         out = out.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
+    with_btyd.unpersist()
     if serve == BTYD_MODEL:
         revenue = out["btyd_revenue"].to_numpy(dtype=float)
     elif serve == ENSEMBLE:
