@@ -123,7 +123,7 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
     # needs no distinct aggregation (which would expand every row); the sums add up across the two steps.
     category = F.col("category")
     in_list = category.isin(categories) if categories else F.lit(False)
-    channel = AcquisitionChannel(tx)
+    channel = AcquisitionChannel(transactions)  # not tx: its distinct channels need no shuffle by customer
     sums = {
         "gross_revenue": F.when(is_purchase, F.col("amount")).otherwise(0.0),
         "refund_amount": F.when(~is_purchase, -F.col("amount")).otherwise(0.0),
@@ -216,8 +216,26 @@ def window_revenue(transactions: DataFrame, start: dt.date, end: dt.date) -> Dat
 
     Customers with no transaction in the window are absent (their revenue is 0).
     """
-    return (
-        transactions.filter((F.col("transaction_date") > F.lit(start)) & (F.col("transaction_date") <= F.lit(end)))
-        .groupBy("customer_id")
-        .agg(F.sum("amount").alias("revenue"))
-    )
+    return window_revenues(transactions, {"revenue": (start, end)})
+
+
+def window_revenues(transactions: DataFrame, windows: dict[str, tuple[dt.date, dt.date]]) -> DataFrame:
+    """Net revenue per customer in each ``(start, end]`` window, one column per window name, in one pass.
+
+    Customers with no transaction in any of the windows are absent; a customer present for one window has
+    0.0 in the others.
+    """
+    date = F.col("transaction_date")
+
+    def inside(start: dt.date, end: dt.date) -> F.Column:
+        return (date > F.lit(start)) & (date <= F.lit(end))
+
+    spans = list(windows.values())
+    any_window = inside(*spans[0])
+    for span in spans[1:]:
+        any_window = any_window | inside(*span)
+    if len(spans) == 1:
+        sums = [F.sum("amount").alias(name) for name in windows]
+    else:
+        sums = [F.sum(F.when(inside(*span), F.col("amount")).otherwise(0.0)).alias(name) for name, span in windows.items()]
+    return transactions.filter(any_window).groupBy("customer_id").agg(*sums)

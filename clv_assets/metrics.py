@@ -79,7 +79,7 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
     is_purchase = F.col("amount") > 0
     purchase_date = F.when(is_purchase, F.col("transaction_date"))
 
-    channel = AcquisitionChannel(tx)
+    channel = AcquisitionChannel(transactions)  # not tx: its distinct channels need no shuffle by customer
     totals = tx.groupBy("customer_id").agg(
         F.min(purchase_date).alias("first_purchase_date"),
         F.max(purchase_date).alias("last_purchase_date"),

@@ -458,8 +458,9 @@ class BacktestResult:
         return cal[model].to_numpy(dtype=float), cal["actual"].to_numpy(dtype=float)
 
 
-def _with_target(features: DataFrame, transactions: DataFrame, start: dt.date, end: dt.date) -> DataFrame:
-    target = feat.window_revenue(transactions, start, end).withColumnRenamed("revenue", "target")
+def _with_target(features: DataFrame, revenues: DataFrame, window: str) -> DataFrame:
+    """``features`` with ``target``: the net revenue in one of the windows of ``revenues`` (0 when absent)."""
+    target = revenues.select("customer_id", F.col(window).alias("target"))
     return features.join(target, "customer_id", "left").fillna({"target": 0.0})
 
 
@@ -471,9 +472,14 @@ def model_features(transactions: DataFrame, cutoff: dt.date, horizon_months: int
     return with_btyd_features(base, model, horizon_days(cutoff, horizon_months)), model
 
 
-def _naive(transactions: DataFrame, population: DataFrame, cutoff: dt.date, horizon_months: int) -> pd.DataFrame:
-    """Naive baseline: net revenue of the last H months before ``cutoff``, floored at 0."""
-    past = feat.window_revenue(transactions, shift_months(cutoff, -horizon_months), cutoff)
+def naive_window(cutoff: dt.date, horizon_months: int) -> tuple[dt.date, dt.date]:
+    """The naive baseline's window at ``cutoff``: the last H months, ``(cutoff - H, cutoff]``."""
+    return shift_months(cutoff, -horizon_months), cutoff
+
+
+def _naive(past: DataFrame, population: DataFrame) -> pd.DataFrame:
+    """Naive baseline: net revenue of the last H months before the cutoff (``past``: ``customer_id, revenue``
+    in :func:`naive_window`), floored at 0."""
     out = to_pandas(population.select("customer_id").join(past, "customer_id", "left").fillna({"revenue": 0.0}))
     return pd.DataFrame({"customer_id": out["customer_id"], "prediction": np.maximum(out["revenue"].to_numpy(dtype=float), 0.0)})
 
@@ -521,14 +527,20 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
                               predictions=empty, champion=None), None
     H, A = plan.horizon_months, plan.as_of
     t0 = time.perf_counter()
+    # Every revenue window of the backtest in one pass: the scoring target, the naive baseline's last H months
+    # and the training target (the last two coincide unless month ends differ, e.g. A on 31 May).
+    windows = {"score_target": (plan.score_cutoff, A), "naive": naive_window(plan.score_cutoff, H)}
+    if plan.has_ml:
+        windows["train_target"] = (plan.train_cutoff, plan.score_cutoff)
+    revenues = feat.window_revenues(transactions, windows).cache()
     score_set, btyd_score = model_features(transactions, plan.score_cutoff, H, levels)
-    score_set = _with_target(score_set, transactions, plan.score_cutoff, A).cache()
+    score_set = _with_target(score_set, revenues, "score_target").cache()
     feature_cols = [c for c in feat.feature_columns(score_set) if c != "target"]
     base = to_pandas(score_set.select("customer_id", "target", *BTYD_FEATURES))
     predictions = pd.DataFrame({"customer_id": base["customer_id"], "actual": base["target"].astype(float)})
     predictions["calibration"] = calibration_half(predictions["customer_id"])
     predictions[BTYD_MODEL] = base["btyd_revenue"].to_numpy(dtype=float)
-    naive = _naive(transactions, score_set, plan.score_cutoff, H)
+    naive = _naive(revenues.select("customer_id", F.col("naive").alias("revenue")), score_set)
     predictions = predictions.merge(naive.rename(columns={"prediction": NAIVE}), on="customer_id", how="left")
     timings["features_and_btyd"] = time.perf_counter() - t0
 
@@ -538,7 +550,7 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     if plan.has_ml:
         t0 = time.perf_counter()
         train_set, _ = model_features(transactions, plan.train_cutoff, H, levels)
-        train_set = _with_target(train_set, transactions, plan.train_cutoff, plan.score_cutoff).cache()
+        train_set = _with_target(train_set, revenues, "train_target").cache()
         max_label = _max_label(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
         for name in ML_MODELS:
@@ -553,6 +565,7 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
         train_set.unpersist()
         predictions[ENSEMBLE] = predictions[[*ML_MODELS, BTYD_MODEL]].mean(axis=1)
         models = [*ML_MODELS, BTYD_MODEL, ENSEMBLE, NAIVE]
+    revenues.unpersist()
     metrics = score_models(predictions, models, coverage)
     result = BacktestResult(plan=plan, levels=levels, feature_cols=feature_cols, metrics=metrics, predictions=predictions,
                             champion=select_champion(metrics), importances=importances, btyd_backtest=btyd_score,
@@ -641,7 +654,7 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     elif serve == NAIVE:
         if transactions is None:
             raise ValueError("The naive baseline needs the transactions (revenue of the last H months).")
-        naive = _naive(transactions, features_as_of, A, H)
+        naive = _naive(feat.window_revenue(transactions, *naive_window(A, H)), features_as_of)
         out = out.merge(naive.rename(columns={"prediction": NAIVE}), on="customer_id", how="left")
         revenue = out[NAIVE].to_numpy(dtype=float)
     else:

@@ -136,3 +136,10 @@ def test_window_revenue_is_net_and_half_open(tiny_transactions):
     rev = {r["customer_id"]: r["revenue"] for r in features.window_revenue(tiny_transactions, d("2023-02-10"), d("2023-03-17")).collect()}
     # (Feb 10, Mar 17]: A's refund on Feb 15 and order on Mar 17; C's refund on Mar 2; not A's Feb 10 order
     assert rev == {"A": 10.0, "C": -15.0}
+
+
+def test_window_revenues_in_one_pass(tiny_transactions):
+    windows = {"to_feb_10": (d("2022-12-31"), d("2023-02-10")), "to_mar_17": (d("2023-02-10"), d("2023-03-17"))}
+    got = {r["customer_id"]: (r["to_feb_10"], r["to_mar_17"]) for r in features.window_revenues(tiny_transactions, windows).collect()}
+    # A: 100 + 20 + 50, then -20 + 30; B: 30, then nothing (Mar 31 is outside); C: nothing, then the -15 refund
+    assert got == {"A": (170.0, 10.0), "B": (30.0, 0.0), "C": (0.0, -15.0)}
