@@ -25,10 +25,9 @@ from pydantic import Field
 #: Settings for a small machine; every one of them can be overridden through ``CLV_SPARK_CONF``.
 DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
-    # Enough shuffle partitions for 100M rows in a 4 GiB heap; adaptive execution merges them into ~64 MB ones
-    # (parallelismFirst=false), so small data still gets a few partitions, not 64 tiny tasks.
+    # Enough shuffle partitions for 100M rows in a 4 GiB heap. Adaptive execution merges them into partitions of
+    # min(64 MB, shuffle size / cores): small data still gets one partition per core, not 64 tiny tasks.
     "spark.sql.shuffle.partitions": "64",
-    "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "4g",
