@@ -639,7 +639,7 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     days = horizon_days(A, H)
     needed = models_needed(serve)
     with_btyd = with_btyd_features(features_as_of, models.btyd, days)
-    if needed:  # read once more per ML model: join once
+    if needed:  # each ML model reads it again: join once
         with_btyd = with_btyd.cache()
     cols = ["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]
     out = to_pandas(with_btyd.select(*cols))

@@ -28,6 +28,8 @@ DEFAULT_SPARK_CONF: dict[str, str] = {
     # Enough shuffle partitions for 100M rows in a 4 GiB heap. Adaptive execution merges them into partitions of
     # min(64 MB, shuffle size / cores): small data still gets one partition per core, not 64 tiny tasks.
     "spark.sql.shuffle.partitions": "64",
+    # ... cached tables included (by default their partitions are never merged: 64 tasks for every join with them).
+    "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "4g",
