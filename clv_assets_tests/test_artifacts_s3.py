@@ -87,7 +87,9 @@ def test_a_remote_cluster_is_refused(monkeypatch, tmp_path):
 SPEC = SampleSpec(n_customers=700, start="2023-01-01", end="2023-12-31", seed=5)
 MONTHS = {"dagster/asset_partition_range_start": "2023-01-01", "dagster/asset_partition_range_end": "2023-12-01"}
 RUN_CONFIG = {"ops": {"clv_features": {"config": {"horizon_months": 3}},
-                      "clv_model": {"config": {"rf_num_trees": 5, "gbt_max_iter": 3}}}}
+                      # The ensemble refits all three ML models, so every kind of artifact goes to S3 (another
+                      # served model would refit only itself).
+                      "clv_model": {"config": {"rf_num_trees": 5, "gbt_max_iter": 3, "model_type": "ensemble"}}}}
 PREDICTION = ["clv_model", "clv_predictions", "clv_drift"]
 
 
