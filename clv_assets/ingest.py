@@ -160,6 +160,12 @@ def _parse_date(column: F.Column, source_type: T.DataType, date_format: str) -> 
     return F.try_to_date(F.trim(column.cast("string")), date_format)
 
 
+def _parse_amount(column: F.Column, source_type: T.DataType) -> F.Column:
+    if isinstance(source_type, T.NumericType):  # e.g. parquet doubles: no round trip through text
+        return column.cast("double")
+    return column.cast("string").try_cast("double")
+
+
 def _blank_to_null(column: F.Column) -> F.Column:
     text = F.trim(column.cast("string"))
     return F.when(text != "", text)
@@ -186,11 +192,14 @@ def validate(
     parsed = raw.select(
         _blank_to_null(F.col(cols["customer_id"])).alias("customer_id"),
         _parse_date(F.col(cols["transaction_date"]), types[cols["transaction_date"]], mapping.date_format).alias("transaction_date"),
-        raw_text["amount"].try_cast("double").alias("amount"),
+        _parse_amount(F.col(cols["amount"]), types[cols["amount"]]).alias("amount"),
         *[_blank_to_null(raw_text[f]).alias(f) for f in ("transaction_id", "category", "channel")],
         "source_file",
         "_read_id",
-        *[raw_text[f].alias(f"raw_{f}") for f in ("customer_id", "transaction_date", "amount", "transaction_id")],
+        # As read (text only in the quarantine table): converting every accepted row's number or date to text
+        # would cost more than the rest of the parsing.
+        *[(F.col(cols[f]) if cols[f] else F.lit(None).cast("string")).alias(f"raw_{f}")
+          for f in ("customer_id", "transaction_date", "amount", "transaction_id")],
     )
     date = F.col("transaction_date")
     checks = [
@@ -273,9 +282,10 @@ def quarantined(flagged: DataFrame, expected_rows: int | None = None) -> DataFra
 
     ``expected_rows = 0`` (the counts found none) skips the pass over every row that numbers them.
     """
+    as_text = [F.col(c).cast("string").alias(c) if c.startswith("raw_") else F.col(c) for c in QUARANTINE_COLUMNS]
     bad = flagged.filter(F.col("reject_reason").isNotNull())
     if expected_rows == 0:
-        return bad.withColumn("source_row", F.lit(None).cast("long")).select(*QUARANTINE_COLUMNS).limit(0)
+        return bad.withColumn("source_row", F.lit(None).cast("long")).select(*as_text).limit(0)
     # Row numbers from the read order: per (Spark partition, file) block, its first row's position in the file
     # is the number of the file's rows in earlier blocks. One small aggregation, no shuffle of the data.
     block = F.shiftright("_read_id", _ROW_BITS)
@@ -290,7 +300,7 @@ def quarantined(flagged: DataFrame, expected_rows: int | None = None) -> DataFra
         bad.withColumn("block", block)
         .join(F.broadcast(blocks), ["source_file", "block"])
         .withColumn("source_row", (F.col("rows_before") + in_block + 1).cast("long"))
-        .select(*QUARANTINE_COLUMNS)
+        .select(*as_text)
     )
 
 
@@ -298,11 +308,17 @@ def check_files_and_count(flagged: DataFrame, mapping: ColumnMapping) -> dict[st
     """In one pass over the rows: raise on a file whose dates never parse (wrong date format) or whose text is
     not UTF-8, and count input, accepted and quarantined rows by reason (see :func:`ingest_counts`)."""
     reason = F.col("reject_reason")
+    # Only text can be badly encoded or carry a date in the wrong format (raw_* columns keep the source types).
+    text = {f.name for f in flagged.schema.fields if isinstance(f.dataType, T.StringType)}
+    raw_date = F.col("raw_transaction_date")
+    has_date = raw_date.isNotNull() & (F.trim(raw_date) != "") if "raw_transaction_date" in text else raw_date.isNotNull()
+    checked = [c for c in ("raw_customer_id", "raw_transaction_date", "raw_amount") if c in text]
+    bad_text = F.concat_ws("", *checked).contains("\ufffd") if checked else F.lit(False)
     per_file = flagged.groupBy("source_file").agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count_if(F.col("raw_transaction_date").isNotNull() & (F.trim("raw_transaction_date") != "")).alias("with_date"),
+        F.count_if(has_date).alias("with_date"),
         F.count(F.col("transaction_date")).alias("dates_parsed"),
-        F.count_if(F.concat_ws("", "raw_customer_id", "raw_transaction_date", "raw_amount").contains("\ufffd")).alias("bad_text"),
+        F.count_if(bad_text).alias("bad_text"),
         F.first(F.col("raw_transaction_date"), ignorenulls=True).alias("example"),
         *[F.count_if(reason == code).alias(code) for code in REJECT_REASONS],
     ).collect()
@@ -312,7 +328,7 @@ def check_files_and_count(flagged: DataFrame, mapping: ColumnMapping) -> dict[st
         if row["with_date"] > 0 and row["dates_parsed"] == 0:
             raise LandingFileError(
                 f"{_display(row['source_file'])}: no value of the date column {mapping.transaction_date!r} matches the date "
-                f"format {mapping.date_format!r} (e.g. {row['example']!r}). Set the format (--date-format / CLV_DATE_FORMAT) "
+                f"format {mapping.date_format!r} (e.g. {str(row['example'])!r}). Set the format (--date-format / CLV_DATE_FORMAT) "
                 "as a Spark pattern, e.g. dd/MM/yyyy or yyyyMMdd."
             )
     by_reason = {code: sum(int(row[code]) for row in per_file) for code in REJECT_REASONS}

@@ -287,13 +287,16 @@ def btyd_scores(model: BtydModel, rfm: pd.DataFrame, horizon: int) -> pd.DataFra
     })
 
 
-def with_btyd_features(features: DataFrame, model: BtydModel, horizon: int) -> DataFrame:
-    """The features table with the BG/NBD + Gamma-Gamma outputs of ``model`` (fitted at the same cutoff) added."""
+def with_btyd_features(features: DataFrame, model: BtydModel, horizon: int) -> tuple[DataFrame, pd.DataFrame]:
+    """The features table with the BG/NBD + Gamma-Gamma outputs of ``model`` (fitted at the same cutoff) added,
+    and the same outputs in pandas with each customer's frequency, recency and T (they are computed on the
+    driver: reading them back from Spark would cost another pass over every customer)."""
     rfm = to_pandas(features.select("customer_id", "frequency", "recency", "T", "monetary"))
     scores = btyd_scores(model, rfm, horizon)
     spark = features.sparkSession
     schema = "customer_id string, " + ", ".join(f"{c} double" for c in BTYD_FEATURES)
-    return features.join(from_pandas(spark, scores, schema), "customer_id", "inner")
+    local = pd.concat([scores, rfm[["frequency", "recency", "T"]]], axis=1)  # btyd_scores keeps rfm's row order
+    return features.join(from_pandas(spark, scores, schema), "customer_id", "inner"), local
 
 
 # --------------------------------------------------------------------------------------------- ML models
@@ -359,10 +362,11 @@ def fit_ml(name: str, train: DataFrame, feature_cols: list[str], params: MLParam
     target = F.greatest(F.col("target"), F.lit(0.0))
     label = F.log1p(target) if params.log_target else F.col("target")
     # Cached for the fit, in one partition per task slot: the tree ensembles pass over their input a few hundred
-    # times, and more partitions than slots only add scheduling work to every pass.
+    # times, and more partitions than slots only add scheduling work to every pass. Hashed by customer, not
+    # coalesced: coalescing keeps uneven partitions, and every pass would wait for the largest.
     data = training_sample(train, params.max_training_rows, params.seed).withColumn("label", label)
     slots = task_slots(train.sparkSession)
-    data = (data.coalesce(slots) if slots else data).cache()
+    data = (data.repartition(slots, "customer_id") if slots else data).cache()
     try:
         return Pipeline(stages=stages).fit(data)
     finally:
@@ -465,11 +469,13 @@ def _with_target(features: DataFrame, revenues: DataFrame, window: str) -> DataF
 
 
 def model_features(transactions: DataFrame, cutoff: dt.date, horizon_months: int, levels: dict[str, list[str]],
-                   penalizer: float = 0.0) -> tuple[DataFrame, BtydModel]:
-    """Features as of ``cutoff`` plus BG/NBD + Gamma-Gamma outputs fitted on the same history, and that fit."""
+                   penalizer: float = 0.0) -> tuple[DataFrame, BtydModel, pd.DataFrame]:
+    """Features as of ``cutoff`` plus BG/NBD + Gamma-Gamma outputs fitted on the same history, that fit, and the
+    outputs in pandas (see :func:`with_btyd_features`)."""
     base = feat.build_features(transactions, cutoff, categories=levels["categories"], channels=levels["channels"]).cache()
     model = fit_btyd(base, cutoff, penalizer)
-    return with_btyd_features(base, model, horizon_days(cutoff, horizon_months)), model
+    with_btyd, local = with_btyd_features(base, model, horizon_days(cutoff, horizon_months))
+    return with_btyd, model, local
 
 
 def naive_window(cutoff: dt.date, horizon_months: int) -> tuple[dt.date, dt.date]:
@@ -533,15 +539,18 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     if plan.has_ml:
         windows["train_target"] = (plan.train_cutoff, plan.score_cutoff)
     revenues = feat.window_revenues(transactions, windows).cache()
-    score_set, btyd_score = model_features(transactions, plan.score_cutoff, H, levels)
+    score_set, btyd_score, btyd_local = model_features(transactions, plan.score_cutoff, H, levels)
     score_set = _with_target(score_set, revenues, "score_target").cache()
     feature_cols = [c for c in feat.feature_columns(score_set) if c != "target"]
-    base = to_pandas(score_set.select("customer_id", "target", *BTYD_FEATURES))
-    predictions = pd.DataFrame({"customer_id": base["customer_id"], "actual": base["target"].astype(float)})
+    # The backtest population (customers with a purchase by A - H) and their revenue windows, joined in pandas:
+    # both sides are on the driver already or small.
+    windows_local = to_pandas(revenues.select("customer_id", "score_target", "naive"))
+    base = btyd_local[["customer_id", "btyd_revenue"]].merge(windows_local, on="customer_id", how="left")
+    predictions = pd.DataFrame({"customer_id": base["customer_id"],
+                                "actual": base["score_target"].fillna(0.0).to_numpy(dtype=float)})
     predictions["calibration"] = calibration_half(predictions["customer_id"])
     predictions[BTYD_MODEL] = base["btyd_revenue"].to_numpy(dtype=float)
-    naive = _naive(revenues.select("customer_id", F.col("naive").alias("revenue")), score_set)
-    predictions = predictions.merge(naive.rename(columns={"prediction": NAIVE}), on="customer_id", how="left")
+    predictions[NAIVE] = np.maximum(base["naive"].fillna(0.0).to_numpy(dtype=float), 0.0)
     timings["features_and_btyd"] = time.perf_counter() - t0
 
     importances: dict[str, dict[str, float]] = {}
@@ -549,7 +558,7 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     models = [NAIVE, BTYD_MODEL]
     if plan.has_ml:
         t0 = time.perf_counter()
-        train_set, _ = model_features(transactions, plan.train_cutoff, H, levels)
+        train_set, _, _ = model_features(transactions, plan.train_cutoff, H, levels)
         train_set = _with_target(train_set, revenues, "train_target").cache()
         max_label = _max_label(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
@@ -638,11 +647,10 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     H, A = models.horizon_months, models.as_of
     days = horizon_days(A, H)
     needed = models_needed(serve)
-    with_btyd = with_btyd_features(features_as_of, models.btyd, days)
+    with_btyd, local = with_btyd_features(features_as_of, models.btyd, days)
     if needed:  # each ML model reads it again: join once
         with_btyd = with_btyd.cache()
-    cols = ["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]
-    out = to_pandas(with_btyd.select(*cols))
+    out = local[["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]].copy()
     for name in needed:
         scored = predict_ml(models.ml[name], with_btyd, models.params.log_target, models.max_label)
         out = out.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")

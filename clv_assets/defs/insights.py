@@ -97,7 +97,9 @@ def clv_summary(
     customers likely to churn), and a CLV distribution chart. One long table: ``section``, ``name``, values."""
     margin_row = historical_clv.select("profit_margin").first()
     table = insights.summary_table(clv_insights, transactions, float(margin_row[0]) if margin_row else 0.0, config.top_customers)
-    local = table.toPandas()  # a few dozen rows
+    # A few dozen rows, but each costs a pass over every transaction: computed once, for the metadata and the output.
+    table = table.cache()
+    local = table.toPandas()
     basis_row = clv_insights.select("tier_basis").first()
     basis = basis_row[0] if basis_row else "predicted_clv"
     from clv_assets.predictive import to_pandas
