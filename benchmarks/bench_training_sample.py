@@ -1,14 +1,17 @@
-"""Benchmark: what the ML models' training sample (``max_training_rows``) costs in accuracy and saves in time.
+"""Benchmark: what the ML models' training sample (``max_training_rows``) and settings cost in accuracy and
+save in time.
 
 Run:  .venv/bin/python benchmarks/bench_training_sample.py --warehouse /tmp/bench/wd/warehouse_10000000 \
-          [--sizes 50000,100000,250000,0] [--horizon 12]
+          [--sizes 50000,100000,250000,0] [--horizon 12] [--variants "rf_num_trees=40;gbt_max_iter=20"]
 
 ``--warehouse``: a warehouse holding a materialized ``transactions`` table, e.g. the one
 ``bench_pipeline.py --keep-warehouse`` leaves behind (``<workdir>/warehouse_<N>``). For each size (0 = no
 sample: every customer of the training set) the same out-of-time backtest runs (``predictive.run_backtest``:
 ML trained as of A - 2H, everything scored as of A - H against the revenue of (A - H, A]), and the script
 prints per ML model: normalized Gini, MAE, RMSE, top-decile capture and the fit + scoring seconds. The
-features and targets are the same for every size; only the ML models' training rows change.
+features and targets are the same for every size; only the ML models' training rows change. ``--variants``:
+``MLParams`` settings to compare with the defaults (``;`` between variants, ``,`` between the settings of one),
+each run at the first size.
 
 Local Spark (``local[*]``) with the project's defaults; ``CLV_SPARK_CONF`` applies.
 """
@@ -31,6 +34,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="50000,100000,250000,0", help="Training sample sizes (0: no sample).")
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--as-of", default=None, help="As-of date (default: the last transaction date).")
+    parser.add_argument("--variants", default="", help="MLParams settings to compare, e.g. 'rf_num_trees=40;gbt_max_iter=20'.")
     args = parser.parse_args()
 
     from clv_assets import metrics, predictive
@@ -51,10 +55,18 @@ def main() -> int:
     print(f"plan: {plan.reason}; customers at the training / scoring cutoff: {plan.train_customers:,} / "
           f"{plan.score_customers:,}; {os.cpu_count()} CPUs")
 
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = [(size, {}) for size in sizes]
+    for variant in filter(None, args.variants.split(";")):
+        settings = dict(item.split("=") for item in variant.split(","))
+        types = {name: type(value) for name, value in vars(predictive.MLParams()).items()}
+        runs.append((sizes[0], {k.strip(): (v.strip().lower() in ("1", "true")) if types[k.strip()] is bool else types[k.strip()](v)
+                                for k, v in settings.items()}))
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        params = predictive.MLParams(max_training_rows=size if size > 0 else 10**12)
+    for size, settings in runs:
+        params = predictive.MLParams(max_training_rows=size if size > 0 else 10**12, **settings)
         label = f"{size:,}" if size > 0 else f"all ({plan.train_customers:,})"
+        label += "".join(f", {k}={v}" for k, v in settings.items())
         t0 = time.perf_counter()
         result, _ = predictive.run_backtest(transactions, plan, params=params)
         elapsed = time.perf_counter() - t0

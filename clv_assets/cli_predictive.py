@@ -25,8 +25,8 @@ PREDICTION_ASSETS = ["transactions", "clv_features", "clv_model", "clv_predictio
 @click.option("--profit-margin", default=0.2, show_default=True, type=float, help="Share of revenue that is profit.")
 @click.option("--discount-rate", default=0.01, show_default=True, type=float, help="Monthly discount rate.")
 @click.option("--interval-coverage", default=0.8, show_default=True, type=float, help="Coverage of the prediction intervals.")
-@click.option("--rf-num-trees", default=80, show_default=True, type=int, help="Trees of the random forest.")
-@click.option("--gbt-max-iter", default=40, show_default=True, type=int, help="Boosting rounds of the gradient-boosted trees.")
+@click.option("--rf-num-trees", default=40, show_default=True, type=int, help="Trees of the random forest.")
+@click.option("--gbt-max-iter", default=20, show_default=True, type=int, help="Boosting rounds of the gradient-boosted trees.")
 @click.option("--output", default=None, help="Folder for the result tables (parquet).")
 def predictive(model_type: str, prediction_horizon: str, as_of: str | None, profit_margin: float, discount_rate: float,
                interval_coverage: float, rf_num_trees: int, gbt_max_iter: int, output: str | None, **kw: Any) -> None:

@@ -88,8 +88,9 @@ class InsightRules:
 # ------------------------------------------------------------------------------------------------ per customer
 def primary_categories(transactions: DataFrame) -> DataFrame:
     """``customer_id, primary_category``: the category with the customer's largest purchase amount."""
+    # One shuffle by customer serves the sums per category and the window per customer (else: two shuffles).
     spend = (
-        transactions.filter(F.col("amount") > 0)
+        transactions.filter(F.col("amount") > 0).repartition("customer_id")
         .groupBy("customer_id", F.coalesce("category", F.lit(UNKNOWN_CATEGORY)).alias("category"))
         .agg(F.sum("amount").alias("spend"))
     )
@@ -197,7 +198,8 @@ def category_values(transactions: DataFrame, insights: DataFrame, profit_margin:
     """Per category: customers who bought in it, historical CLV (margin x the category's net revenue) and the
     predicted CLV allocated by each customer's share of purchase amount (so categories add up to the total)."""
     category = F.coalesce("category", F.lit(UNKNOWN_CATEGORY)).alias("name")
-    per_customer = transactions.groupBy("customer_id", category).agg(
+    # One shuffle by customer serves the sums per category, the window per customer and the join.
+    per_customer = transactions.repartition("customer_id").groupBy("customer_id", category).agg(
         F.sum("amount").alias("net"), F.sum(F.when(F.col("amount") > 0, F.col("amount")).otherwise(0.0)).alias("spend"),
     )
     customer_spend = F.sum("spend").over(Window.partitionBy("customer_id"))

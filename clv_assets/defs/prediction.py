@@ -32,8 +32,9 @@ class ClvModelConfig(dg.Config):
     )
     interval_coverage: float = Field(default=0.8, gt=0, lt=1, description="Coverage of the prediction intervals.")
     log_target: bool = Field(default=False, description="ML models learn log1p(revenue) instead of revenue.")
-    rf_num_trees: int = Field(default=80, ge=1, description="Trees of the random forest.")
-    gbt_max_iter: int = Field(default=40, ge=1, description="Boosting rounds of the gradient-boosted trees.")
+    rf_num_trees: int = Field(default=40, ge=1, description="Trees of the random forest.")
+    gbt_max_iter: int = Field(default=20, ge=1, description="Boosting rounds of the gradient-boosted trees.")
+    gbt_step_size: float = Field(default=0.2, gt=0, le=1, description="Learning rate of the gradient-boosted trees.")
     seed: int = Field(default=42, description="Seed of the tree models.")
     max_training_rows: int = Field(default=250_000, ge=100, description="ML models learn from a random sample of at "
                                    "most this many customers (all of them are scored).")
@@ -106,7 +107,7 @@ def clv_model(
     if plan.mode != "full":
         context.log.warning(plan.reason)
     params = predictive.MLParams(log_target=config.log_target, rf_num_trees=config.rf_num_trees,
-                                 gbt_max_iter=config.gbt_max_iter, seed=config.seed,
+                                 gbt_max_iter=config.gbt_max_iter, gbt_step_size=config.gbt_step_size, seed=config.seed,
                                  max_training_rows=config.max_training_rows)
     levels = features.feature_levels(transactions, plan.levels_cutoff)
     backtest, training_set = predictive.run_backtest(transactions, plan, params=params, coverage=config.interval_coverage,
