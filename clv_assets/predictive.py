@@ -335,7 +335,9 @@ def _regressor(name: str, params: MLParams):
 
     common = dict(featuresCol="features", labelCol="label", predictionCol="raw_prediction")
     if name == "linear_regression":
-        return LinearRegression(regParam=params.linear_reg_param, elasticNetParam=0.0, maxIter=100, **common)
+        # Ridge (L2 only) has a closed form: the normal equations take one pass over the data, where L-BFGS took
+        # one pass per iteration (up to 100).
+        return LinearRegression(regParam=params.linear_reg_param, elasticNetParam=0.0, solver="normal", **common)
     if name == "random_forest":
         return RandomForestRegressor(numTrees=params.rf_num_trees, maxDepth=params.rf_max_depth, subsamplingRate=0.8,
                                      featureSubsetStrategy="onethird", minInstancesPerNode=params.min_instances_per_node,
@@ -351,12 +353,24 @@ def _signed_log_columns(columns: list[str]) -> str:
     return ", ".join(f"signum(`{c}`) * ln(1 + abs(`{c}`)) AS `lin__{c}`" for c in columns)
 
 
-def fit_ml(name: str, train: DataFrame, feature_cols: list[str], params: MLParams):
-    """Fit one Spark ML pipeline (assembler + regressor) on ``train`` (features + ``target`` column).
+def training_data(train: DataFrame, params: MLParams) -> DataFrame:
+    """What the ML models learn from, prepared once for all of them: ``train`` (features + ``target`` column),
+    sampled to at most ``params.max_training_rows`` rows, with the ``label``: the target, or
+    ``log1p(max(target, 0))`` when ``params.log_target`` (negative net revenue is learned as 0). Cached: the
+    caller unpersists it."""
+    target = F.greatest(F.col("target"), F.lit(0.0))
+    label = F.log1p(target) if params.log_target else F.col("target")
+    # In one partition per task slot: the tree ensembles pass over their input a few hundred times, and more
+    # partitions than slots only add scheduling work to every pass. Hashed by customer, not coalesced:
+    # coalescing keeps uneven partitions, and every pass would wait for the largest.
+    data = training_sample(train, params.max_training_rows, params.seed).withColumn("label", label)
+    slots = task_slots(train.sparkSession)
+    return (data.repartition(slots, "customer_id") if slots else data).cache()
 
-    The label is ``log1p(max(target, 0))`` when ``params.log_target`` (negative net revenue is learned as 0).
-    Returns the fitted ``PipelineModel``.
-    """
+
+def fit_ml(name: str, data: DataFrame, feature_cols: list[str], params: MLParams):
+    """Fit one Spark ML pipeline (assembler + regressor) on ``data`` from :func:`training_data`; returns the
+    fitted ``PipelineModel``."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import SQLTransformer, VectorAssembler
 
@@ -366,18 +380,7 @@ def fit_ml(name: str, train: DataFrame, feature_cols: list[str], params: MLParam
         stages.append(SQLTransformer(statement=f"SELECT *, {_signed_log_columns(feature_cols)} FROM __THIS__"))
         inputs = [f"lin__{c}" for c in feature_cols]
     stages += [VectorAssembler(inputCols=inputs, outputCol="features"), _regressor(name, params)]
-    target = F.greatest(F.col("target"), F.lit(0.0))
-    label = F.log1p(target) if params.log_target else F.col("target")
-    # Cached for the fit, in one partition per task slot: the tree ensembles pass over their input a few hundred
-    # times, and more partitions than slots only add scheduling work to every pass. Hashed by customer, not
-    # coalesced: coalescing keeps uneven partitions, and every pass would wait for the largest.
-    data = training_sample(train, params.max_training_rows, params.seed).withColumn("label", label)
-    slots = task_slots(train.sparkSession)
-    data = (data.repartition(slots, "customer_id") if slots else data).cache()
-    try:
-        return Pipeline(stages=stages).fit(data)
-    finally:
-        data.unpersist()
+    return Pipeline(stages=stages).fit(data)
 
 
 def task_slots(spark: SparkSession) -> int | None:
@@ -568,16 +571,18 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
         train_set, _, _ = model_features(transactions, plan.train_cutoff, H, levels)
         train_set = _with_target(train_set, revenues, "train_target").cache()
         max_label = _max_label(train_set, params)
+        data = training_data(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
         for name in ML_MODELS:
             t0 = time.perf_counter()
-            model = fit_ml(name, train_set, feature_cols, params)
+            model = fit_ml(name, data, feature_cols, params)
             scored = predict_ml(model, score_set, params.log_target, max_label)
             predictions = predictions.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
             imp = feature_importances(model, feature_cols)
             if imp is not None:
                 importances[name] = imp
             timings[name] = time.perf_counter() - t0
+        data.unpersist()
         train_set.unpersist()
         predictions[ENSEMBLE] = predictions[[*ML_MODELS, BTYD_MODEL]].mean(axis=1)
         models = [*ML_MODELS, BTYD_MODEL, ENSEMBLE, NAIVE]
@@ -622,8 +627,11 @@ def fit_production(features_as_of: DataFrame, plan: BacktestPlan, training_set: 
     max_label = None
     if plan.has_ml and training_set is not None:
         max_label = _max_label(training_set, params)
-        for name in ML_MODELS if serve is None else models_needed(serve):
-            ml[name] = fit_ml(name, training_set, feature_cols, params)
+        needed = ML_MODELS if serve is None else models_needed(serve)
+        if needed:
+            data = training_data(training_set, params)
+            ml = {name: fit_ml(name, data, feature_cols, params) for name in needed}
+            data.unpersist()
     return ProductionModels(as_of=plan.as_of, horizon_months=plan.horizon_months, feature_cols=feature_cols,
                             levels=levels, btyd=btyd_model, ml=ml, params=params, max_label=max_label)
 
