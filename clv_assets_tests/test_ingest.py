@@ -94,6 +94,28 @@ def test_parquet_landing_with_typed_columns(spark, tmp_path, tiny_transactions):
     assert ingest.ingest_counts(flagged)["accepted_rows"] == len(TINY_ROWS)
 
 
+def test_typed_parquet_values_are_kept_exactly_and_rejects_still_show_their_text(spark, tmp_path):
+    """Numbers and dates typed in parquet are taken as they are (no round trip through text); the rejected
+    rows still show what was read, as text, with their row number."""
+    import datetime as dt
+
+    import pandas as pd
+
+    path = tmp_path / "typed.parquet"
+    pd.DataFrame({
+        "customer_id": ["A", "B", None, "C"],
+        "transaction_date": [dt.date(2023, 1, 5), dt.date(2023, 1, 6), dt.date(2023, 1, 7), dt.date(2023, 1, 8)],
+        "amount": [0.1 + 0.2, 1e-7, 5.0, float("nan")],  # pandas writes NaN as a missing value
+    }).to_parquet(path)
+    loaded = ingest.load_landing(spark, [str(path)], "parquet", ColumnMapping())
+    assert {r.customer_id: r.amount for r in ingest.accepted(loaded.flagged).collect()} == {"A": 0.1 + 0.2, "B": 1e-7}
+    rejected = sorted((r.source_row, r.reject_reason, r.raw_customer_id, r.raw_transaction_date, r.raw_amount)
+                      for r in ingest.quarantined(loaded.flagged).collect())
+    assert rejected == [(3, "missing_customer_id", None, "2023-01-07", "5.0"), (4, "non_numeric_amount", "C", "2023-01-08", None)]
+    assert loaded.counts == {"input_rows": 4, "accepted_rows": 2, "quarantined_rows": 2,
+                             "quarantined_missing_customer_id": 1, "quarantined_non_numeric_amount": 1}
+
+
 def test_in_window_is_half_open(tiny_transactions):
     feb = ingest.in_window(tiny_transactions, "2023-02-01", "2023-03-01").collect()
     assert sorted(r.transaction_date for r in feb) == [d("2023-02-10"), d("2023-02-15")]

@@ -242,3 +242,12 @@ def test_only_the_served_models_are_refit_and_training_is_sampled(spark):
     assert predictive.training_sample(rows, 20_000, seed=1) is rows
     sampled = predictive.training_sample(rows, 2_000, seed=1).count()
     assert 1_800 < sampled < 2_200  # binomial(10,000, 0.2): 5 standard deviations either side
+
+
+def test_training_data_has_the_label_in_one_partition_per_task_slot(spark):
+    rows = spark.createDataFrame([(f"c{i}", t) for i, t in enumerate([-5.0, 0.0, 3.0, 10.0])], "customer_id string, target double")
+    for log_target, expected in ((False, [-5.0, 0.0, 3.0, 10.0]), (True, [0.0, 0.0, np.log1p(3.0), np.log1p(10.0)])):
+        data = predictive.training_data(rows, predictive.MLParams(log_target=log_target))
+        assert {r.customer_id: r.label for r in data.collect()} == pytest.approx({f"c{i}": v for i, v in enumerate(expected)})
+        assert data.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism
+        data.unpersist()
