@@ -26,7 +26,8 @@ from pydantic import Field
 DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     # Enough shuffle partitions for 100M rows in a 4 GiB heap. Adaptive execution merges them into partitions of
-    # min(64 MB, shuffle size / cores): small data still gets one partition per core, not 64 tiny tasks.
+    # min(16 MB, shuffle size / cores) (setting below): small data still gets one partition per core, not 64
+    # tiny tasks.
     "spark.sql.shuffle.partitions": "64",
     # ... cached tables included (by default their partitions are never merged: 64 tasks for every join with them).
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
@@ -34,7 +35,7 @@ DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "4g",
     "spark.sql.adaptive.enabled": "true",
-    # Merged shuffle partitions of at most 16 MB (default 64): with 2 cores, three 64 MB partitions take two
+    # Merged partitions of at most 16 MB (Spark's default: 64): with 2 cores, three 64 MB partitions take two
     # rounds and leave one core idle in the second; smaller partitions even out the load.
     "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
     "spark.sql.parquet.compression.codec": "zstd",
