@@ -64,7 +64,7 @@ def main() -> int:
                                 for k, v in settings.items()}))
     rows = []
     for size, settings in runs:
-        params = predictive.MLParams(max_training_rows=size if size > 0 else 10**12, **settings)
+        params = predictive.MLParams(**{"max_training_rows": size if size > 0 else 10**12, **settings})
         label = f"{size:,}" if size > 0 else f"all ({plan.train_customers:,})"
         label += "".join(f", {k}={v}" for k, v in settings.items())
         t0 = time.perf_counter()

@@ -67,7 +67,8 @@ BTYD_FEATURES = ("btyd_expected_purchases", "btyd_probability_alive", "btyd_expe
 METRIC_COLUMNS = ("rmse", "mae", "r2", "spearman", "normalized_gini", "top_decile_capture", "decile_mape",
                   "total_predicted", "total_actual", "total_ratio", "coverage", "mean_interval_width")
 
-#: Up to this many customers, the BG/NBD outputs are broadcast to the features (about 50 bytes each).
+#: Up to this many customers, the BG/NBD outputs are broadcast to the features (a lookup table of about 300 MB at
+#: that size, on the driver and on each executor; above it, a shuffle join).
 BROADCAST_MAX_CUSTOMERS = 2_000_000
 #: Fewest customers at the training cutoff for the ML backtest, and at the scoring cutoff for any backtest.
 MIN_TRAIN_CUSTOMERS = 200
@@ -573,17 +574,19 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
         max_label = _max_label(train_set, params)
         data = training_data(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
-        for name in ML_MODELS:
-            t0 = time.perf_counter()
-            model = fit_ml(name, data, feature_cols, params)
-            scored = predict_ml(model, score_set, params.log_target, max_label)
-            predictions = predictions.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
-            imp = feature_importances(model, feature_cols)
-            if imp is not None:
-                importances[name] = imp
-            timings[name] = time.perf_counter() - t0
-        data.unpersist()
-        train_set.unpersist()
+        try:
+            for name in ML_MODELS:
+                t0 = time.perf_counter()
+                model = fit_ml(name, data, feature_cols, params)
+                scored = predict_ml(model, score_set, params.log_target, max_label)
+                predictions = predictions.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
+                imp = feature_importances(model, feature_cols)
+                if imp is not None:
+                    importances[name] = imp
+                timings[name] = time.perf_counter() - t0
+        finally:
+            data.unpersist()
+            train_set.unpersist()
         predictions[ENSEMBLE] = predictions[[*ML_MODELS, BTYD_MODEL]].mean(axis=1)
         models = [*ML_MODELS, BTYD_MODEL, ENSEMBLE, NAIVE]
     revenues.unpersist()
@@ -630,8 +633,10 @@ def fit_production(features_as_of: DataFrame, plan: BacktestPlan, training_set: 
         needed = ML_MODELS if serve is None else models_needed(serve)
         if needed:
             data = training_data(training_set, params)
-            ml = {name: fit_ml(name, data, feature_cols, params) for name in needed}
-            data.unpersist()
+            try:
+                ml = {name: fit_ml(name, data, feature_cols, params) for name in needed}
+            finally:
+                data.unpersist()
     return ProductionModels(as_of=plan.as_of, horizon_months=plan.horizon_months, feature_cols=feature_cols,
                             levels=levels, btyd=btyd_model, ml=ml, params=params, max_label=max_label)
 

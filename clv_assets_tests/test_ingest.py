@@ -116,6 +116,19 @@ def test_typed_parquet_values_are_kept_exactly_and_rejects_still_show_their_text
                              "quarantined_missing_customer_id": 1, "quarantined_non_numeric_amount": 1}
 
 
+def test_float32_amounts_keep_their_decimal_value(spark, tmp_path):
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    path = tmp_path / "float32.parquet"
+    pd.DataFrame({"customer_id": ["A", "B"], "transaction_date": [dt.date(2023, 1, 5)] * 2,
+                  "amount": np.array([19.99, -0.1], dtype=np.float32)}).to_parquet(path)
+    flagged = load(spark, path)
+    assert sorted(r.amount for r in ingest.accepted(flagged).collect()) == [-0.1, 19.99]
+
+
 def test_in_window_is_half_open(tiny_transactions):
     feb = ingest.in_window(tiny_transactions, "2023-02-01", "2023-03-01").collect()
     assert sorted(r.transaction_date for r in feb) == [d("2023-02-10"), d("2023-02-15")]
