@@ -67,8 +67,8 @@ BTYD_FEATURES = ("btyd_expected_purchases", "btyd_probability_alive", "btyd_expe
 METRIC_COLUMNS = ("rmse", "mae", "r2", "spearman", "normalized_gini", "top_decile_capture", "decile_mape",
                   "total_predicted", "total_actual", "total_ratio", "coverage", "mean_interval_width")
 
-#: Up to this many customers, the BG/NBD outputs are broadcast to the features (a lookup table of about 300 MB at
-#: that size, on the driver and on each executor; above it, a shuffle join).
+#: Up to this many customers, the BG/NBD outputs are broadcast to the features (a lookup table held on the driver
+#: and on each executor; above it, a shuffle join).
 BROADCAST_MAX_CUSTOMERS = 2_000_000
 #: Fewest customers at the training cutoff for the ML backtest, and at the scoring cutoff for any backtest.
 MIN_TRAIN_CUSTOMERS = 200
@@ -494,11 +494,9 @@ def naive_window(cutoff: dt.date, horizon_months: int) -> tuple[dt.date, dt.date
     return shift_months(cutoff, -horizon_months), cutoff
 
 
-def _naive(past: DataFrame, population: DataFrame) -> pd.DataFrame:
-    """Naive baseline: net revenue of the last H months before the cutoff (``past``: ``customer_id, revenue``
-    in :func:`naive_window`), floored at 0."""
-    out = to_pandas(population.select("customer_id").join(past, "customer_id", "left").fillna({"revenue": 0.0}))
-    return pd.DataFrame({"customer_id": out["customer_id"], "prediction": np.maximum(out["revenue"].to_numpy(dtype=float), 0.0)})
+def _naive(past_revenue: pd.Series) -> np.ndarray:
+    """Naive baseline: each customer's net revenue in :func:`naive_window` (missing: none, 0), floored at 0."""
+    return np.maximum(past_revenue.fillna(0.0).to_numpy(dtype=float), 0.0)
 
 
 def score_models(predictions: pd.DataFrame, models: list[str], coverage: float) -> pd.DataFrame:
@@ -561,7 +559,7 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
                                 "actual": base["score_target"].fillna(0.0).to_numpy(dtype=float)})
     predictions["calibration"] = calibration_half(predictions["customer_id"])
     predictions[BTYD_MODEL] = base["btyd_revenue"].to_numpy(dtype=float)
-    predictions[NAIVE] = np.maximum(base["naive"].fillna(0.0).to_numpy(dtype=float), 0.0)
+    predictions[NAIVE] = _naive(base["naive"])
     timings["features_and_btyd"] = time.perf_counter() - t0
 
     importances: dict[str, dict[str, float]] = {}
@@ -682,9 +680,8 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     elif serve == NAIVE:
         if transactions is None:
             raise ValueError("The naive baseline needs the transactions (revenue of the last H months).")
-        naive = _naive(feat.window_revenue(transactions, *naive_window(A, H)), features_as_of)
-        out = out.merge(naive.rename(columns={"prediction": NAIVE}), on="customer_id", how="left")
-        revenue = out[NAIVE].to_numpy(dtype=float)
+        past = to_pandas(feat.window_revenue(transactions, *naive_window(A, H)))
+        revenue = _naive(out[["customer_id"]].merge(past, on="customer_id", how="left")["revenue"])
     else:
         revenue = out[serve].to_numpy(dtype=float)
     out["predicted_revenue"] = np.maximum(revenue, 0.0)

@@ -251,3 +251,20 @@ def test_training_data_has_the_label_in_one_partition_per_task_slot(spark):
         assert {r.customer_id: r.label for r in data.collect()} == pytest.approx({f"c{i}": v for i, v in enumerate(expected)})
         assert data.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism
         data.unpersist()
+
+
+def test_served_naive_baseline_is_last_horizon_revenue_floored(sample):
+    """Serving the naive baseline: each customer's net revenue of the last H months, 0 when none, never below 0."""
+    tx, sdf = sample
+    as_of, H = d("2025-12-31"), 12
+    plan = predictive.plan_backtest(sdf, as_of, H)
+    feats = features.build_features(sdf, as_of)
+    models = predictive.fit_production(feats, plan, None, [], {"categories": [], "channels": []})
+    out = predictive.predict_production(models, feats, sdf, predictive.NAIVE).set_index("customer_id")
+
+    dates = pd.to_datetime(tx["transaction_date"])
+    window = tx[(dates > pd.Timestamp("2024-12-31")) & (dates <= pd.Timestamp(as_of))]
+    expected = window.groupby("customer_id")["amount"].sum().reindex(out.index).fillna(0.0).clip(lower=0.0)
+    assert len(out) == feats.count()
+    np.testing.assert_allclose(out["predicted_revenue"], expected.to_numpy(), atol=1e-6)
+    assert (out["predicted_revenue"] == 0).any() and (out["predicted_revenue"] > 0).any()
