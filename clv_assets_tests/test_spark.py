@@ -23,11 +23,20 @@ def test_defaults_master_and_remote_from_env(monkeypatch):
     assert conf["spark.master"] == "spark://127.0.0.1:7077"
     assert conf["spark.sql.session.timeZone"] == "UTC" and conf["spark.ui.enabled"] == "false"
     assert conf["spark.sql.shuffle.partitions"] == "16" and conf["spark.executor.memory"] == "2g"
+    assert "spark.driver.extraJavaOptions" not in conf  # a cluster's JVM options are its own
+
+    monkeypatch.delenv("CLV_SPARK_MASTER")
+    conf = SparkResource.from_env().effective_conf()
+    assert conf["spark.master"] == "local[*]" and conf["spark.driver.extraJavaOptions"] == "-XX:+UseParallelGC"
+    monkeypatch.setenv("CLV_SPARK_CONF", "spark.driver.extraJavaOptions=-XX:+UseG1GC")
+    assert SparkResource.from_env().effective_conf()["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
 
     monkeypatch.setenv("CLV_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    monkeypatch.setenv("CLV_SPARK_CONF", "")
     conf = SparkResource.from_env().effective_conf()
     assert conf["spark.remote"] == "sc://127.0.0.1:15002"
     assert "spark.master" not in conf and "spark.driver.memory" not in conf  # server-side settings
+    assert "spark.driver.extraJavaOptions" not in conf
 
 
 def test_missing_java_says_what_to_install(monkeypatch, tmp_path):
