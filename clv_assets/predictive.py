@@ -161,16 +161,27 @@ def plan_backtest(transactions: DataFrame, as_of: dt.date, horizon_months: int, 
     ``A - 2H``; otherwise BG/NBD only if at least ``min_score_customers`` did by ``A - H``; otherwise no
     backtest. The horizon is never shrunk silently: predictions are always for the H months asked for.
     """
-    check_horizon(horizon_months)
-    score_cutoff, train_cutoff = shift_months(as_of, -horizon_months), shift_months(as_of, -2 * horizon_months)
     first = (
         transactions.filter((F.col("amount") > 0) & (F.col("transaction_date") <= F.lit(as_of)))
-        .groupBy("customer_id").agg(F.min("transaction_date").alias("first"))
+        .groupBy("customer_id").agg(F.min("transaction_date").alias("first_purchase_date"))
     )
-    row = first.agg(
-        F.min("first").alias("first_purchase"),
-        F.count(F.when(F.col("first") <= F.lit(train_cutoff), 1)).alias("train"),
-        F.count(F.when(F.col("first") <= F.lit(score_cutoff), 1)).alias("score"),
+    return plan_from_first_purchases(first, as_of, horizon_months, min_train_customers=min_train_customers,
+                                     min_score_customers=min_score_customers)
+
+
+def plan_from_first_purchases(customers: DataFrame, as_of: dt.date, horizon_months: int, *,
+                              min_train_customers: int = MIN_TRAIN_CUSTOMERS,
+                              min_score_customers: int = MIN_SCORE_CUSTOMERS) -> BacktestPlan:
+    """:func:`plan_backtest` from one row per customer who has bought by ``as_of`` with their
+    ``first_purchase_date``: the features table as of ``as_of`` has exactly these rows, so the model needs no
+    second pass over the transactions."""
+    check_horizon(horizon_months)
+    score_cutoff, train_cutoff = shift_months(as_of, -horizon_months), shift_months(as_of, -2 * horizon_months)
+    first = F.col("first_purchase_date")
+    row = customers.agg(
+        F.min(first).alias("first_purchase"),
+        F.count(F.when(first <= F.lit(train_cutoff), 1)).alias("train"),
+        F.count(F.when(first <= F.lit(score_cutoff), 1)).alias("score"),
     ).first()
     if row["first_purchase"] is None:
         raise ValueError(f"No purchase on or before {as_of}: nothing to predict from.")
@@ -290,16 +301,26 @@ def btyd_scores(model: BtydModel, rfm: pd.DataFrame, horizon: int) -> pd.DataFra
     })
 
 
-def with_btyd_features(features: DataFrame, model: BtydModel, horizon: int) -> tuple[DataFrame, pd.DataFrame]:
+def with_btyd_features(features: DataFrame, model: BtydModel, horizon: int, windows: pd.DataFrame | None = None,
+                       target: str | None = None) -> tuple[DataFrame, pd.DataFrame]:
     """The features table with the BG/NBD + Gamma-Gamma outputs of ``model`` (fitted at the same cutoff) added,
     and the same outputs in pandas with each customer's frequency, recency and T (they are computed on the
-    driver: reading them back from Spark would cost another pass over every customer)."""
+    driver: reading them back from Spark would cost another pass over every customer).
+
+    ``windows`` (``customer_id`` and net revenue columns, from :func:`clv_assets.features.window_revenues`): its
+    columns are added to the pandas outputs (0 for a customer without transactions in a window), and the one
+    named ``target`` to the table too, as ``target``."""
     rfm = to_pandas(features.select("customer_id", "frequency", "recency", "T", "monetary"))
     scores = btyd_scores(model, rfm, horizon)
     spark = features.sparkSession
-    schema = "customer_id string, " + ", ".join(f"{c} double" for c in BTYD_FEATURES)
     local = pd.concat([scores, rfm[["frequency", "recency", "T"]]], axis=1)  # btyd_scores keeps rfm's row order
-    outputs = from_pandas(spark, scores, schema)
+    if windows is not None:
+        revenue = rfm[["customer_id"]].merge(windows, on="customer_id", how="left")  # a left merge keeps the order
+        for column in windows.columns.drop("customer_id"):
+            local[column] = revenue[column].fillna(0.0).to_numpy(dtype=float)
+    shipped = scores if target is None else scores.assign(target=local[target])
+    schema = "customer_id string, " + ", ".join(f"{c} double" for c in shipped.columns.drop("customer_id"))
+    outputs = from_pandas(spark, shipped, schema)
     if len(scores) <= BROADCAST_MAX_CUSTOMERS:  # the wide features side is then joined without a shuffle
         outputs = F.broadcast(outputs)
     return features.join(outputs, "customer_id", "inner"), local
@@ -398,24 +419,28 @@ def training_sample(train: DataFrame, max_rows: int, seed: int) -> DataFrame:
     return train if rows <= max_rows else train.sample(fraction=max_rows / rows, seed=seed)
 
 
-def _max_label(train: DataFrame, params: MLParams) -> float:
-    top = max(train.agg(F.max("target")).first()[0] or 0.0, 0.0)
-    return float(np.log1p(top)) if params.log_target else float(top)
+def _max_label(targets: np.ndarray, params: MLParams) -> float:
+    """The largest training label (predictions are capped at it, see :func:`predict_ml`)."""
+    top = max(float(np.max(targets)) if len(targets) else 0.0, 0.0)
+    return float(np.log1p(top)) if params.log_target else top
 
 
-def predict_ml(model, features: DataFrame, log_target: bool, max_label: float | None = None) -> pd.DataFrame:
-    """``customer_id, prediction``: revenue predictions of a fitted pipeline, back-transformed and floored at 0.
+def predict_ml(model, features: DataFrame, log_target: bool, max_label: float | None = None,
+               keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``customer_id, *keep, prediction``: revenue predictions of a fitted pipeline, back-transformed and floored
+    at 0, next to the ``keep`` columns of ``features``.
 
     Predictions are capped at ``max_label``, the largest training label (in label space): a linear
     extrapolation far beyond anything seen (worse, under ``expm1``) is not a forecast.
     """
-    raw = to_pandas(model.transform(features).select("customer_id", "raw_prediction"))
-    values = raw["raw_prediction"].to_numpy(dtype=float)
+    out = to_pandas(model.transform(features).select("customer_id", *keep, "raw_prediction"))
+    values = out.pop("raw_prediction").to_numpy(dtype=float)
     if max_label is not None:
         values = np.minimum(values, max_label)
     if log_target:
         values = np.expm1(values)
-    return pd.DataFrame({"customer_id": raw["customer_id"].to_numpy(), "prediction": np.maximum(values, 0.0)})
+    out["prediction"] = np.maximum(values, 0.0)
+    return out
 
 
 def feature_importances(model, feature_cols: list[str]) -> dict[str, float] | None:
@@ -473,19 +498,13 @@ class BacktestResult:
         return cal[model].to_numpy(dtype=float), cal["actual"].to_numpy(dtype=float)
 
 
-def _with_target(features: DataFrame, revenues: DataFrame, window: str) -> DataFrame:
-    """``features`` with ``target``: the net revenue in one of the windows of ``revenues`` (0 when absent)."""
-    target = revenues.select("customer_id", F.col(window).alias("target"))
-    return features.join(target, "customer_id", "left").fillna({"target": 0.0})
-
-
 def model_features(transactions: DataFrame, cutoff: dt.date, horizon_months: int, levels: dict[str, list[str]],
-                   penalizer: float = 0.0) -> tuple[DataFrame, BtydModel, pd.DataFrame]:
-    """Features as of ``cutoff`` plus BG/NBD + Gamma-Gamma outputs fitted on the same history, that fit, and the
-    outputs in pandas (see :func:`with_btyd_features`)."""
+                   windows: pd.DataFrame, target: str, penalizer: float = 0.0) -> tuple[DataFrame, BtydModel, pd.DataFrame]:
+    """Features as of ``cutoff`` plus BG/NBD + Gamma-Gamma outputs fitted on the same history and the ``target``
+    window of ``windows``; that fit; and the outputs and windows in pandas (see :func:`with_btyd_features`)."""
     base = feat.build_features(transactions, cutoff, categories=levels["categories"], channels=levels["channels"]).cache()
     model = fit_btyd(base, cutoff, penalizer)
-    with_btyd, local = with_btyd_features(base, model, horizon_days(cutoff, horizon_months))
+    with_btyd, local = with_btyd_features(base, model, horizon_days(cutoff, horizon_months), windows, target)
     return with_btyd, model, local
 
 
@@ -547,19 +566,18 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     windows = {"score_target": (plan.score_cutoff, A), "naive": naive_window(plan.score_cutoff, H)}
     if plan.has_ml:
         windows["train_target"] = (plan.train_cutoff, plan.score_cutoff)
-    revenues = feat.window_revenues(transactions, windows).cache()
-    score_set, btyd_score, btyd_local = model_features(transactions, plan.score_cutoff, H, levels)
-    score_set = _with_target(score_set, revenues, "score_target").cache()
+    # Per customer, on the driver: joined there to the BG/NBD outputs (also computed there), then shipped to Spark
+    # with them, so the wide feature tables are never shuffled for a join.
+    revenues = to_pandas(feat.window_revenues(transactions, windows))
+    score_set, btyd_score, local = model_features(transactions, plan.score_cutoff, H, levels, revenues, "score_target")
+    if len(local) > BROADCAST_MAX_CUSTOMERS:  # joined by a shuffle: once, not for every model
+        score_set = score_set.cache()
     feature_cols = [c for c in feat.feature_columns(score_set) if c != "target"]
-    # The backtest population (customers with a purchase by A - H) and their revenue windows, joined in pandas:
-    # both sides are on the driver already or small.
-    windows_local = to_pandas(revenues.select("customer_id", "score_target", "naive"))
-    base = btyd_local[["customer_id", "btyd_revenue"]].merge(windows_local, on="customer_id", how="left")
-    predictions = pd.DataFrame({"customer_id": base["customer_id"],
-                                "actual": base["score_target"].fillna(0.0).to_numpy(dtype=float)})
+    # The backtest population: customers with a purchase by A - H.
+    predictions = pd.DataFrame({"customer_id": local["customer_id"], "actual": local["score_target"]})
     predictions["calibration"] = calibration_half(predictions["customer_id"])
-    predictions[BTYD_MODEL] = base["btyd_revenue"].to_numpy(dtype=float)
-    predictions[NAIVE] = _naive(base["naive"])
+    predictions[BTYD_MODEL] = local["btyd_revenue"].to_numpy(dtype=float)
+    predictions[NAIVE] = _naive(local["naive"])
     timings["features_and_btyd"] = time.perf_counter() - t0
 
     importances: dict[str, dict[str, float]] = {}
@@ -567,9 +585,8 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     models = [NAIVE, BTYD_MODEL]
     if plan.has_ml:
         t0 = time.perf_counter()
-        train_set, _, _ = model_features(transactions, plan.train_cutoff, H, levels)
-        train_set = _with_target(train_set, revenues, "train_target").cache()
-        max_label = _max_label(train_set, params)
+        train_set, _, train_local = model_features(transactions, plan.train_cutoff, H, levels, revenues, "train_target")
+        max_label = _max_label(train_local["train_target"].to_numpy(), params)
         data = training_data(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
         try:
@@ -584,10 +601,8 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
                 timings[name] = time.perf_counter() - t0
         finally:
             data.unpersist()
-            train_set.unpersist()
         predictions[ENSEMBLE] = predictions[[*ML_MODELS, BTYD_MODEL]].mean(axis=1)
         models = [*ML_MODELS, BTYD_MODEL, ENSEMBLE, NAIVE]
-    revenues.unpersist()
     metrics = score_models(predictions, models, coverage)
     result = BacktestResult(plan=plan, levels=levels, feature_cols=feature_cols, metrics=metrics, predictions=predictions,
                             champion=select_champion(metrics), importances=importances, btyd_backtest=btyd_score,
@@ -627,7 +642,7 @@ def fit_production(features_as_of: DataFrame, plan: BacktestPlan, training_set: 
     ml: dict[str, Any] = {}
     max_label = None
     if plan.has_ml and training_set is not None:
-        max_label = _max_label(training_set, params)
+        max_label = _max_label(np.array([training_set.agg(F.max("target")).first()[0] or 0.0]), params)
         needed = ML_MODELS if serve is None else models_needed(serve)
         if needed:
             data = training_data(training_set, params)
@@ -668,10 +683,13 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     with_btyd, local = with_btyd_features(features_as_of, models.btyd, days)
     if len(needed) > 1:  # each ML model reads it again: join once
         with_btyd = with_btyd.cache()
-    out = local[["customer_id", "frequency", "recency", "T", *BTYD_FEATURES]].copy()
+    columns = ("frequency", "recency", "T", *BTYD_FEATURES)
+    out = None if needed else local[["customer_id", *columns]].copy()
     for name in needed:
-        scored = predict_ml(models.ml[name], with_btyd, models.params.log_target, models.max_label)
-        out = out.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
+        # The first model's scores come back with the BG/NBD columns: a single model needs no join on the driver.
+        scored = predict_ml(models.ml[name], with_btyd, models.params.log_target, models.max_label,
+                            keep=columns if out is None else ()).rename(columns={"prediction": name})
+        out = scored if out is None else out.merge(scored, on="customer_id", how="left")
     with_btyd.unpersist()
     if serve == BTYD_MODEL:
         revenue = out["btyd_revenue"].to_numpy(dtype=float)

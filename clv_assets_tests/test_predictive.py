@@ -66,6 +66,21 @@ def test_plan_windows_do_not_overlap(sample):
         predictive.plan_backtest(sdf, d("2025-12-31"), 5)
 
 
+@pytest.mark.parametrize("as_of, mode", [("2025-12-31", "full"), ("2024-06-30", "bgnbd_only"), ("2023-06-30", "no_backtest")])
+def test_plan_from_the_features_table_is_the_plan_from_transactions(sample, as_of, mode):
+    tx, sdf = sample
+    as_of = d(as_of)
+    feats = features.build_features(sdf, as_of, categories=[], channels=[])
+    plan = predictive.plan_from_first_purchases(feats, as_of, 12)
+    assert plan == predictive.plan_backtest(sdf, as_of, 12) and plan.mode == mode
+    # Counted independently: customers whose first purchase is on or before each cutoff.
+    first = pd.to_datetime(tx["transaction_date"])[tx["amount"] > 0].groupby(tx["customer_id"]).min()
+    first = first[first <= pd.Timestamp(as_of)]
+    assert plan.first_purchase == first.min().date()
+    assert plan.score_customers == int((first <= pd.Timestamp(predictive.shift_months(as_of, -12))).sum())
+    assert plan.train_customers == int((first <= pd.Timestamp(predictive.shift_months(as_of, -24))).sum())
+
+
 @pytest.mark.slow
 def test_backtest_targets_and_predictions(sample):
     tx, sdf = sample

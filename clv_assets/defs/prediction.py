@@ -103,7 +103,7 @@ def clv_model(
     if first is None:
         raise ValueError("clv_features is empty: no customer has a purchase by the as-of date.")
     as_of, horizon = first["cutoff_date"], int(first["horizon_months"])
-    plan = predictive.plan_backtest(transactions, as_of, horizon)
+    plan = predictive.plan_from_first_purchases(clv_features, as_of, horizon)  # = plan_backtest, without a pass over tx
     if plan.mode != "full":
         context.log.warning(plan.reason)
     params = predictive.MLParams(log_target=config.log_target, rf_num_trees=config.rf_num_trees,
