@@ -570,8 +570,7 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     # with them, so the wide feature tables are never shuffled for a join.
     revenues = to_pandas(feat.window_revenues(transactions, windows))
     score_set, btyd_score, local = model_features(transactions, plan.score_cutoff, H, levels, revenues, "score_target")
-    if len(local) > BROADCAST_MAX_CUSTOMERS:  # joined by a shuffle: once, not for every model
-        score_set = score_set.cache()
+    score_set = score_set.cache()  # each model scores it, and production learns from it
     feature_cols = [c for c in feat.feature_columns(score_set) if c != "target"]
     # The backtest population: customers with a purchase by A - H.
     predictions = pd.DataFrame({"customer_id": local["customer_id"], "actual": local["score_target"]})
