@@ -73,6 +73,20 @@ def profile(df: DataFrame, columns: list[str], bins: int = BINS) -> dict[str, di
     return {c: {"edges": edges[c], "shares": s, "mean": m} for c, (s, m) in _shares(df, edges).items()}
 
 
+def profile_values(values, bins: int = BINS) -> dict:
+    """:func:`profile` of one column already on the driver (numpy), with exact deciles (the smallest value at or
+    above each share of the sorted values) where Spark's are approximate. NaN counts as missing."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if not v.size:
+        return {"edges": [], "shares": [0.0], "mean": None}
+    edges = sorted({float(q) for q in np.quantile(v, [i / bins for i in range(1, bins)], method="inverted_cdf")})
+    counts = np.bincount(np.searchsorted(np.asarray(edges), v, side="left"), minlength=len(edges) + 1)  # edges < value
+    return {"edges": edges, "shares": [float(c) / v.size for c in counts], "mean": float(v.mean())}
+
+
 def psi(reference: list[float], current: list[float]) -> float:
     """Population stability index of two bin-share vectors of the same bins."""
     total = 0.0

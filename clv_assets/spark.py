@@ -39,10 +39,6 @@ DEFAULT_SPARK_CONF: dict[str, str] = {
     # rounds and leave one core idle in the second; smaller partitions even out the load.
     "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
     "spark.sql.parquet.compression.codec": "zstd",
-    # Generated code whose methods exceed HotSpot's 8,000-byte JIT limit would run interpreted: Spark's docs advise
-    # 8000 on HotSpot (default 65535), so such plans fall back to smaller, compiled methods. The linear model's
-    # input (60 signed logs assembled into a vector) on 570k customers: 4.3 s -> 0.9 s (benchmarks/RESULTS.md).
-    "spark.sql.codegen.hugeMethodLimit": "8000",
 }
 #: Added in local mode only, where the driver JVM is the whole cluster: the parallel (throughput) garbage collector
 #: instead of G1, whose concurrent threads compete with the two task threads on a small machine. Micro-benchmark

@@ -39,6 +39,22 @@ def test_profile_and_compare_on_spark(spark):
     assert rows["frequency"]["psi"] == pytest.approx(0.0)
 
 
+def test_profile_of_values_on_the_driver_matches_the_spark_profile(spark):
+    import numpy as np
+
+    rows = [(float(v), float(v % 3)) for v in range(1, 101)] + [(None, None)]
+    df = spark.createDataFrame(rows, "monetary double, frequency double")
+    for column in ("monetary", "frequency"):
+        values = np.array([np.nan if r[column] is None else r[column] for r in df.collect()])
+        local, on_spark = drift.profile_values(values), drift.profile(df, [column])[column]
+        assert local["edges"] == on_spark["edges"] and local["mean"] == pytest.approx(on_spark["mean"])
+        assert local["shares"] == pytest.approx(on_spark["shares"])
+    assert drift.profile_values(np.array([1.0, 2.0, 3.0, 4.0]), bins=4) == {
+        "edges": [1.0, 2.0, 3.0], "shares": [0.25, 0.25, 0.25, 0.25], "mean": 2.5}
+    assert drift.profile_values(np.array([np.nan])) == {"edges": [], "shares": [0.0], "mean": None}
+    assert drift.profile(df.filter("monetary is null"), ["monetary"])["monetary"] == {"edges": [], "shares": [0.0], "mean": None}
+
+
 def test_verdict_names_each_crossed_threshold():
     t = drift.DriftThresholds(mean_shift=0.10, max_psi=0.25)
     rows = [{"measure": "recency", "psi": 0.30}, {"measure": "T", "psi": 0.05},

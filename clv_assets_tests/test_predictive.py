@@ -146,6 +146,22 @@ def test_monthly_purchase_shares_sum_to_one():
     assert shares[1, 0] > shares[1, -1]  # a likely-alive customer may still leave: early months weigh more
 
 
+def test_monthly_purchase_shares_match_expected_purchases_per_customer():
+    """Independently: each customer's expected purchases by each month end (BG/NBD, with P(alive)), differenced
+    and normalised; customers sharing (x, T) but not t_x have different P(alive), and the same shares."""
+    params = btyd.BetaGeoParams(r=0.25, alpha=30.0, a=0.8, b=2.5)
+    rfm = pd.DataFrame({"frequency": [0.0, 5.0, 5.0, 3.0, 3.0, 40.0], "recency": [0.0, 300.0, 100.0, 30.0, 390.0, 700.0],
+                        "T": [10.0, 320.0, 320.0, 400.0, 400.0, 720.0]})
+    as_of = d("2025-01-31")
+    shares = predictive.monthly_purchase_shares(params, rfm, as_of, 6)
+    ends = [(predictive.shift_months(as_of, m) - as_of).days for m in range(1, 7)]  # 28, 59, 89, 120, 150, 181
+    assert ends[:2] == [28, 59]
+    for i, row in rfm.iterrows():
+        cumulative = [btyd.bgnbd_expected_purchases(params, t, [row["frequency"]], [row["recency"]], [row["T"]])[0] for t in ends]
+        per_month = np.diff([0.0, *cumulative])
+        np.testing.assert_allclose(shares[i], per_month / per_month.sum(), rtol=1e-9)
+
+
 def test_short_history_falls_back_to_bgnbd(spark):
     tx, _ = simulate(SampleSpec(n_customers=800, start="2024-07-01", end="2025-12-31", seed=3))
     sdf = to_spark(spark, tx)

@@ -213,7 +213,7 @@ def clv_predictions(
     import numpy as np
     import pandas as pd
 
-    from clv_assets import predictive
+    from clv_assets import drift, predictive
 
     spark = transactions.sparkSession
     store = artifact_store(io_manager)
@@ -248,7 +248,7 @@ def clv_predictions(
               "expected_purchases double, model_name string, horizon_months int, as_of_date date")
     coverage_row = clv_model.filter(clv_model.model == served).select("coverage").first()
     table = predictive.from_pandas(spark, result, schema, nan_as_null=True)  # no interval: null, not NaN
-    reference = record_prediction_reference(spark, store, table)
+    reference = record_prediction_reference(spark, store, result[drift.PREDICTION].to_numpy(dtype=float))
     context.add_output_metadata(
         {
             "model_name": served,
@@ -269,18 +269,19 @@ def clv_predictions(
     return table
 
 
-def record_prediction_reference(spark, store: ArtifactStore, predictions: DataFrame) -> dict | None:
-    """The first predictions of a newly trained model become its reference for the drift check."""
+def record_prediction_reference(spark, store: ArtifactStore, predicted_clv) -> dict | None:
+    """The first predictions of a newly trained model (``predicted_clv``: an array) become its reference for the
+    drift check."""
     from pyspark.errors import AnalysisException
 
-    from clv_assets import drift, predictive
+    from clv_assets import predictive
 
     try:
         reference = predictive.read_json(spark, f"{store.folder}/{DRIFT_REFERENCE}")
     except AnalysisException:  # a model trained before drift references existed: nothing to record
         return None
     if drift.PREDICTION not in reference:
-        reference[drift.PREDICTION] = drift.profile(predictions, [drift.PREDICTION]).get(drift.PREDICTION)
+        reference[drift.PREDICTION] = drift.profile_values(predicted_clv)
         predictive.write_json(spark, reference, f"{store.folder}/{DRIFT_REFERENCE}")
         store.push(DRIFT_REFERENCE)
     return reference
