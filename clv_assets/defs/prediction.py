@@ -274,7 +274,7 @@ def record_prediction_reference(spark, store: ArtifactStore, predicted_clv) -> d
     drift check."""
     from pyspark.errors import AnalysisException
 
-    from clv_assets import predictive
+    from clv_assets import drift, predictive
 
     try:
         reference = predictive.read_json(spark, f"{store.folder}/{DRIFT_REFERENCE}")
