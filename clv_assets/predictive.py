@@ -588,8 +588,8 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
     windows = {"score_target": (plan.score_cutoff, A), "naive": naive_window(plan.score_cutoff, H)}
     if plan.has_ml:
         windows["train_target"] = (plan.train_cutoff, plan.score_cutoff)
-    # Per customer, on the driver: joined there to the BG/NBD outputs (also computed there), then shipped to Spark
-    # with them, so the wide feature tables are never shuffled for a join.
+    # The revenue windows per customer go to the driver, where they meet the BG/NBD outputs (computed there), and
+    # travel back with them: up to BROADCAST_MAX_CUSTOMERS, the wide feature tables are joined without a shuffle.
     revenues = to_pandas(feat.window_revenues(transactions, windows))
     score_set, btyd_score, local = model_features(transactions, plan.score_cutoff, H, levels, revenues, "score_target")
     score_set = score_set.cache()  # each model scores it, and production learns from it
