@@ -42,7 +42,7 @@ DEFAULT_SPARK_CONF: dict[str, str] = {
 }
 #: Added in local mode only, where the driver JVM is the whole cluster: the parallel (throughput) garbage collector
 #: instead of G1, whose concurrent threads compete with the task threads on a small machine. On 10M transactions
-#: and 2 cores it took a tenth off the aggregations (benchmarks/bench_spark_settings.py, benchmarks/RESULTS.md).
+#: and 2 cores G1 made the aggregations 10-20% slower (benchmarks/bench_spark_settings.py, benchmarks/RESULTS.md).
 #: A cluster's JVMs keep their own settings (spark-defaults.conf).
 LOCAL_MODE_CONF: dict[str, str] = {"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"}
 #: Settings a Spark Connect client may not change (they belong to the server).
