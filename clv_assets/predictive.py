@@ -414,8 +414,9 @@ _HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
 def _compiled_codegen(spark: SparkSession):
     """Spark's generated code in methods HotSpot compiles (``hugeMethodLimit`` 8000, as Spark's docs advise on
     HotSpot, instead of 65535), unless the user set the limit. The linear model's input (60 signed logs assembled
-    into one vector) otherwise makes a method too large for the JIT, which then runs interpreted: 570k customers
-    took 4.3 s instead of 0.9 s. Only around the models: set for a whole 10M run, it gained nothing elsewhere."""
+    into one vector) otherwise makes a method too large for the JIT, which then runs interpreted: for the 10M
+    benchmark's features, 6.1 s instead of 1.9 s. Only around the models: set for everything, it made the
+    aggregations slower (benchmarks/bench_spark_settings.py, benchmarks/RESULTS.md)."""
     if spark.conf.get(_HUGE_METHOD_LIMIT) != "65535":  # set by the user: theirs
         yield
         return
