@@ -88,46 +88,31 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         categories = levels["categories"] if categories is None else categories
         channels = levels["channels"] if channels is None else channels
     c = F.lit(cutoff).cast("date")
-    # One shuffle by customer serves every aggregation, window and join below (they all group by customer).
-    tx = transactions.filter(F.col("transaction_date") <= c).repartition("customer_id")
     is_purchase = F.col("amount") > 0
     date = F.col("transaction_date")
     age = F.datediff(c, date)  # days before the cutoff: 0 on the cutoff day
+    # One shuffle by customer and one sort, by (customer, refund or not, date): each purchase row then sees the
+    # previous purchase row (its lag), the customer's first purchase day and its own day's purchase total, and
+    # a single aggregation per customer computes every feature. Grouping by (customer, day) first would cost a
+    # second aggregation over as many rows as there are transactions.
+    tx = (transactions.filter(date <= c).repartition("customer_id")
+          .withColumn("_refund", F.when(is_purchase, 0).otherwise(1)))
+    in_order = Window.partitionBy("customer_id").orderBy("_refund", "transaction_date")
+    same_day = in_order.rangeBetween(Window.currentRow, Window.currentRow)  # the rows of the same (kind of) day
+    tx = (tx.withColumn("_previous", F.lag(date).over(in_order))
+          .withColumn("_first_day", F.first(date).over(in_order))  # purchases sort first: the first purchase day
+          .withColumn("_day_spend", F.sum("amount").over(same_day)))
+    previous = F.col("_previous")
+    new_day = is_purchase & (previous.isNull() | (previous != date))  # a purchase day's first row
+    gap = F.when(new_day, F.datediff(date, previous))  # days since the previous purchase day (null for the first)
+    on_first_day = is_purchase & (date == F.col("_first_day"))
 
-    # Purchase days (refund-only days are not purchase occasions).
-    by_day = Window.partitionBy("customer_id").orderBy("transaction_date")
-    days = (
-        tx.filter(is_purchase)
-        .groupBy("customer_id", "transaction_date")
-        .agg(F.sum("amount").alias("day_spend"), F.count(F.lit(1)).alias("day_orders"))
-        .withColumn("day_number", F.row_number().over(by_day))
-        .withColumn("gap", F.datediff(date, F.lag(date).over(by_day)))
-    )
-    day_age = F.datediff(c, date)
-    per_day = days.groupBy("customer_id").agg(
-        F.min(date).alias("first_purchase_date"),
-        F.max(date).alias("last_purchase_date"),
-        F.count(F.lit(1)).alias("n_purchase_days"),
-        F.sum("day_orders").alias("n_orders"),
-        F.sum(F.when(F.col("day_number") > 1, F.col("day_spend"))).alias("repeat_spend"),
-        F.sum(F.when(F.col("day_number") == 1, F.col("day_spend"))).alias("first_purchase_spend"),
-        F.max("day_spend").alias("max_day_spend"),
-        F.avg("gap").alias("mean_gap_days"),
-        F.stddev_samp("gap").alias("std_gap_days"),
-        F.max("gap").alias("max_gap_days"),
-        *[F.sum(F.when(day_age < w, F.col("day_orders")).otherwise(0)).alias(f"orders_{w}d") for w in WINDOWS_DAYS],
-        *[F.sum(F.when(day_age < w, 1).otherwise(0)).alias(f"purchase_days_{w}d") for w in WINDOWS_DAYS],
-    )
-
-    # Money, in two steps: per (customer, category) then per customer, so counting a customer's categories
-    # needs no distinct aggregation (which would expand every row); the sums add up across the two steps.
     category = F.col("category")
     in_list = category.isin(categories) if categories else F.lit(False)
     channel = AcquisitionChannel(transactions)  # not tx: its distinct channels need no shuffle by customer
-    sums = {
+    money = {
         "gross_revenue": F.when(is_purchase, F.col("amount")).otherwise(0.0),
         "refund_amount": F.when(~is_purchase, -F.col("amount")).otherwise(0.0),
-        "n_refunds": F.when(F.col("amount") < 0, 1).otherwise(0),
         "net_revenue": F.col("amount"),
         **{f"net_revenue_{w}d": F.when(age < w, F.col("amount")).otherwise(0.0) for w in WINDOWS_DAYS},
         "net_revenue_prev_180d": F.when((age >= TREND_DAYS) & (age < 2 * TREND_DAYS), F.col("amount")).otherwise(0.0),
@@ -136,19 +121,28 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
            for i, level in enumerate(categories)},
         "cat_spend_unknown": F.when(is_purchase & category.isNull(), F.col("amount")).otherwise(0.0),
         "cat_spend_other": F.when(is_purchase & category.isNotNull() & ~in_list, F.col("amount")).otherwise(0.0),
+        "repeat_spend": F.when(is_purchase & ~on_first_day, F.col("amount")),
+        "first_purchase_spend": F.when(on_first_day, F.col("amount")),
     }
-    by_category = tx.groupBy("customer_id", "category").agg(
-        *[F.sum(expr).alias(name) for name, expr in sums.items()],
-        F.max(F.when(is_purchase, 1).otherwise(0)).alias("purchased"),
+    purchase_date = F.when(is_purchase, date)
+    feats = tx.groupBy("customer_id").agg(
+        F.min(purchase_date).alias("first_purchase_date"),
+        F.max(purchase_date).alias("last_purchase_date"),
+        F.count_if(new_day).alias("n_purchase_days"),
+        F.count_if(is_purchase).alias("n_orders"),
+        F.count_if(F.col("amount") < 0).alias("n_refunds"),
+        # Rounded to 1e-6: a customer who returned everything nets exactly 0, whatever the order of the additions.
+        *[F.round(F.sum(expr), 6).alias(name) for name, expr in money.items()],
+        F.max(F.when(is_purchase, F.col("_day_spend"))).alias("max_day_spend"),
+        F.avg(gap).alias("mean_gap_days"),
+        F.stddev_samp(gap).alias("std_gap_days"),
+        F.max(gap).alias("max_gap_days"),
+        *[F.count_if(is_purchase & (age < w)).alias(f"orders_{w}d") for w in WINDOWS_DAYS],
+        *[F.count_if(new_day & (age < w)).alias(f"purchase_days_{w}d") for w in WINDOWS_DAYS],
+        purchased_categories(transactions, is_purchase).alias("n_categories"),
         channel.key().alias("first_channel_key"),
-    )
-    money = by_category.groupBy("customer_id").agg(
-        *[F.sum(name).alias(name) for name in sums],
-        F.sum("purchased").alias("n_categories"),  # a null category counts as one more category, "unknown"
-        F.min("first_channel_key").alias("first_channel_key"),
-    )
+    ).filter(F.col("n_orders") > 0)  # population: customers with a purchase by the cutoff
 
-    feats = per_day.join(money, "customer_id", "inner")  # population: customers with a purchase by the cutoff
     x = F.col("n_purchase_days") - 1
     T = F.datediff(c, "first_purchase_date").cast("double")
     tx_days = F.datediff("last_purchase_date", "first_purchase_date").cast("double")
@@ -204,6 +198,25 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         "acquisition_channel",
         *[col.cast("double").alias(name) for name, col in columns.items()],
     )
+
+
+#: A missing category and up to 62 named ones fit the 64-bit mask of :func:`purchased_categories`.
+MAX_MASKED_CATEGORIES = 62
+
+
+def purchased_categories(transactions: DataFrame, is_purchase: F.Column) -> F.Column:
+    """Aggregate expression: how many distinct categories a customer bought from (a missing category counts as
+    one, "unknown"). With at most :data:`MAX_MASKED_CATEGORIES` categories in the data (one small aggregation
+    lists them), each has a bit and the count is that of the bits OR-ed together; beyond, a distinct set."""
+    names = sorted(r[0] for r in transactions.select("category").where(F.col("category").isNotNull()).distinct()
+                   .limit(MAX_MASKED_CATEGORIES + 1).collect())
+    category = F.col("category")
+    if len(names) > MAX_MASKED_CATEGORIES:
+        return F.size(F.collect_set(F.when(is_purchase, F.coalesce(category, F.lit("\u0000")))))
+    # array_position is 1-based and 0 when absent: bit 0 stands for the missing category.
+    position = F.coalesce(F.array_position(F.array(*[F.lit(n) for n in names]), category), F.lit(0)) if names else F.lit(0)
+    bits = F.array(*[F.lit(1 << i).cast("long") for i in range(len(names) + 1)])
+    return F.bit_count(F.bit_or(F.when(is_purchase, F.element_at(bits, position.cast("int") + 1)).otherwise(F.lit(0).cast("long"))))
 
 
 def feature_columns(features: DataFrame) -> list[str]:

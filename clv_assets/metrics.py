@@ -74,36 +74,37 @@ class AcquisitionChannel:
 def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
     """One row per customer: dates, order and purchase-day counts, revenue, recency, frequency, consistency."""
     as_of_col = F.lit(as_of).cast("date")
-    # One shuffle by customer serves every aggregation, window and join below (they all group by customer).
-    tx = transactions.filter(F.col("transaction_date") <= as_of_col).repartition("customer_id")
     is_purchase = F.col("amount") > 0
-    purchase_date = F.when(is_purchase, F.col("transaction_date"))
+    date = F.col("transaction_date")
+    purchase_date = F.when(is_purchase, date)
+    # One shuffle by customer and one sort, by (customer, refund or not, date): each purchase row sees the
+    # previous one, so one aggregation counts the purchase days and their gaps with the totals (no distinct
+    # days, no second aggregation or join).
+    tx = (transactions.filter(date <= as_of_col).repartition("customer_id")
+          .withColumn("_refund", F.when(is_purchase, 0).otherwise(1)))
+    previous = F.lag(date).over(Window.partitionBy("customer_id").orderBy("_refund", "transaction_date"))
+    tx = tx.withColumn("_previous", previous)
+    new_day = is_purchase & (F.col("_previous").isNull() | (F.col("_previous") != date))  # a purchase day's first row
+    gap = F.when(new_day, F.datediff(date, F.col("_previous")))  # null for the first purchase day
 
     channel = AcquisitionChannel(transactions)  # not tx: its distinct channels need no shuffle by customer
     totals = tx.groupBy("customer_id").agg(
         F.min(purchase_date).alias("first_purchase_date"),
         F.max(purchase_date).alias("last_purchase_date"),
         F.count(purchase_date).alias("num_orders"),
-        F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
-        F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
-        F.sum("amount").alias("net_revenue"),
+        F.count_if(new_day).alias("num_purchase_days"),
+        # Rounded to 1e-6: a customer who returned everything nets exactly 0, whatever the order of the additions.
+        F.round(F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)), 6).alias("total_revenue"),
+        F.round(F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)), 6).alias("refund_amount"),
+        F.round(F.sum("amount"), 6).alias("net_revenue"),
+        F.avg(gap).alias("mean_days_between_purchases"),
+        F.stddev_samp(gap).alias("std_days_between_purchases"),
         channel.key().alias("acquisition_channel"),
-    )
-
-    # Purchase days, counted here rather than with a countDistinct in ``totals`` (which would make Spark
-    # expand every transaction row once per distinct aggregate).
-    days = tx.filter(is_purchase).select("customer_id", "transaction_date").distinct()
-    gap = F.datediff("transaction_date", F.lag("transaction_date").over(Window.partitionBy("customer_id").orderBy("transaction_date")))
-    gaps = days.withColumn("gap", gap).groupBy("customer_id").agg(
-        F.count(F.lit(1)).alias("num_purchase_days"),
-        F.avg("gap").alias("mean_days_between_purchases"),
-        F.stddev_samp("gap").alias("std_days_between_purchases"),
     )
 
     tenure_days = F.datediff(as_of_col, "first_purchase_date")
     return (
-        totals.join(gaps, "customer_id", "left")
-        .withColumn("num_purchase_days", F.coalesce("num_purchase_days", F.lit(0).cast("long")))
+        totals
         .withColumn("average_order_value", F.when(F.col("num_orders") > 0, F.col("total_revenue") / F.col("num_orders")))
         .withColumn("lifespan_days", F.datediff("last_purchase_date", "first_purchase_date"))
         .withColumn("recency_days", F.datediff(as_of_col, "last_purchase_date"))

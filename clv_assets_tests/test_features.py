@@ -143,3 +143,20 @@ def test_window_revenues_in_one_pass(tiny_transactions):
     got = {r["customer_id"]: (r["to_feb_10"], r["to_mar_17"]) for r in features.window_revenues(tiny_transactions, windows).collect()}
     # A: 100 + 20 + 50, then -20 + 30; B: 30, then nothing (Mar 31 is outside); C: nothing, then the -15 refund
     assert got == {"A": (170.0, 10.0), "B": (30.0, 0.0), "C": (0.0, -15.0)}
+
+
+def test_categories_counted_the_same_beyond_the_bit_mask(sample, monkeypatch):
+    # Up to MAX_MASKED_CATEGORIES categories are counted with a bit mask, beyond with a distinct set.
+    _, sdf = sample
+    cutoff = d("2024-06-30")
+    levels = {"categories": ["books_media"], "channels": []}
+    masked = features.build_features(sdf, cutoff, **levels).select("customer_id", "n_categories").toPandas()
+    monkeypatch.setattr(features, "MAX_MASKED_CATEGORIES", 1)
+    as_set = features.build_features(sdf, cutoff, **levels).select("customer_id", "n_categories").toPandas()
+    tx, _ = sample
+    expected = tx[(tx["transaction_date"] <= cutoff) & (tx["amount"] > 0)].groupby("customer_id")["category"].nunique(dropna=False)
+    for got in (masked, as_set):
+        got = got.set_index("customer_id")["n_categories"].sort_index()
+        assert list(got.index) == list(expected.sort_index().index)
+        np.testing.assert_array_equal(got.to_numpy(), expected.sort_index().to_numpy(dtype=float))
+    assert expected.max() > 1 and tx["category"].nunique() > 1  # the data has several categories to count

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from pyspark.sql import functions as F
 
 from clv_assets import metrics
 from clv_assets_tests.conftest import d
@@ -101,3 +102,18 @@ def test_acquisition_channel_is_the_first_purchase_channel(spark):
     f = by_customer(features.build_features(tx, d("2023-01-31"), categories=[], channels=["email", "web"]))
     assert {k: v["acquisition_channel"] for k, v in f.items()} == {"A": "email", "B": "web", "C": "unknown"}
     assert (f["A"]["channel_email"], f["B"]["channel_web"], f["C"]["channel_web"]) == (1.0, 1.0, 0.0)
+
+
+def test_a_customer_who_returned_everything_nets_exactly_zero(spark):
+    # 0.1 + 0.2 - 0.1 - 0.2 is 2.8e-17 in floating point, in the order the rows are summed here.
+    rows = [("t1", "R", d("2023-01-02"), 0.1), ("t2", "R", d("2023-01-03"), 0.2),
+            ("t3", "R", d("2023-01-09"), -0.1), ("t4", "R", d("2023-01-10"), -0.2)]
+    tx = spark.createDataFrame(rows, "transaction_id string, customer_id string, transaction_date date, amount double").withColumn(
+        "category", F.lit(None).cast("string")).withColumn("channel", F.lit(None).cast("string"))
+    m = by_customer(metrics.customer_metrics(tx, d("2023-01-31")))["R"]
+    assert (m["net_revenue"], m["total_revenue"], m["refund_amount"]) == (0.0, 0.3, 0.3)
+    assert (m["num_orders"], m["num_purchase_days"], m["mean_days_between_purchases"]) == (2, 2, 1.0)
+    from clv_assets import features
+
+    f = by_customer(features.build_features(tx, d("2023-01-31"), categories=[], channels=[]))["R"]
+    assert (f["net_revenue"], f["has_negative_net_revenue"], f["spend_trend"]) == (0.0, 0.0, 0.0)
