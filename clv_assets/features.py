@@ -35,7 +35,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from clv_assets.metrics import AcquisitionChannel
+from clv_assets.metrics import AcquisitionChannel, money_sum, purchase_days
 
 WINDOWS_DAYS = (30, 90, 180, 365)
 TREND_DAYS = 180  # spend trend: last 180 days against the 180 days before
@@ -91,20 +91,14 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
     is_purchase = F.col("amount") > 0
     date = F.col("transaction_date")
     age = F.datediff(c, date)  # days before the cutoff: 0 on the cutoff day
-    # One shuffle by customer and one sort, by (customer, refund or not, date): each purchase row then sees the
-    # previous purchase row (its lag), the customer's first purchase day and its own day's purchase total, and
-    # a single aggregation per customer computes every feature. Grouping by (customer, day) first would cost a
-    # second aggregation over as many rows as there are transactions.
-    tx = (transactions.filter(date <= c).repartition("customer_id")
-          .withColumn("_refund", F.when(is_purchase, 0).otherwise(1)))
-    in_order = Window.partitionBy("customer_id").orderBy("_refund", "transaction_date")
-    same_day = in_order.rangeBetween(Window.currentRow, Window.currentRow)  # the rows of the same (kind of) day
-    tx = (tx.withColumn("_previous", F.lag(date).over(in_order))
-          .withColumn("_first_day", F.first(date).over(in_order))  # purchases sort first: the first purchase day
+    # One shuffle by customer and one sort (see metrics.purchase_days); over the same order each row also gets the
+    # customer's first purchase day and its day's purchase total, and a single aggregation per customer computes
+    # every feature. Grouping by (customer, day) first would cost a second aggregation over as many rows.
+    days = purchase_days(transactions, cutoff)
+    new_day, gap = days.new_day, days.gap
+    same_day = days.in_order.rangeBetween(Window.currentRow, Window.currentRow)  # the rows of the same (kind of) day
+    tx = (days.rows.withColumn("_first_day", F.first(date).over(days.in_order))  # purchases sort first
           .withColumn("_day_spend", F.sum("amount").over(same_day)))
-    previous = F.col("_previous")
-    new_day = is_purchase & (previous.isNull() | (previous != date))  # a purchase day's first row
-    gap = F.when(new_day, F.datediff(date, previous))  # days since the previous purchase day (null for the first)
     on_first_day = is_purchase & (date == F.col("_first_day"))
 
     category = F.col("category")
@@ -131,8 +125,7 @@ def build_features(transactions: DataFrame, cutoff: dt.date, *, categories: list
         F.count_if(new_day).alias("n_purchase_days"),
         F.count_if(is_purchase).alias("n_orders"),
         F.count_if(F.col("amount") < 0).alias("n_refunds"),
-        # Rounded to 1e-6: a customer who returned everything nets exactly 0, whatever the order of the additions.
-        *[F.round(F.sum(expr), 6).alias(name) for name, expr in money.items()],
+        *[money_sum(expr).alias(name) for name, expr in money.items()],
         F.max(F.when(is_purchase, F.col("_day_spend"))).alias("max_day_spend"),
         F.avg(gap).alias("mean_gap_days"),
         F.stddev_samp(gap).alias("std_gap_days"),

@@ -13,10 +13,11 @@ Conventions, stated once:
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
+from pyspark.sql.window import Window, WindowSpec
 
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -71,21 +72,44 @@ class AcquisitionChannel:
         return F.element_at(names, key.bitwiseAND(F.lit(0xFFFFFFFF)).cast("int"))
 
 
+class PurchaseDays(NamedTuple):
+    """Transactions up to a date, shuffled by customer and sorted by (customer, refund or not, date)."""
+
+    rows: DataFrame
+    in_order: WindowSpec  # the sort order as a window: further columns over it need no second sort
+    new_day: F.Column  # true on the first purchase row of each purchase day
+    gap: F.Column  # days since the previous purchase day on those rows, else null
+
+
+def purchase_days(transactions: DataFrame, until: dt.date) -> PurchaseDays:
+    """Purchase days and the gaps between them without grouping by (customer, day): purchases sort before
+    refunds, so each purchase row's previous row (a window ``lag``) is the previous purchase. One shuffle and
+    one sort serve every per-customer aggregation over the rows."""
+    is_purchase = F.col("amount") > 0
+    date = F.col("transaction_date")
+    rows = (transactions.filter(date <= F.lit(until).cast("date")).repartition("customer_id")
+            .withColumn("_refund", F.when(is_purchase, 0).otherwise(1)))
+    in_order = Window.partitionBy("customer_id").orderBy("_refund", "transaction_date")
+    rows = rows.withColumn("_previous", F.lag(date).over(in_order))
+    previous = F.col("_previous")
+    new_day = is_purchase & (previous.isNull() | (previous != date))
+    return PurchaseDays(rows, in_order, new_day, F.when(new_day, F.datediff(date, previous)))
+
+
+def money_sum(amounts: F.Column) -> F.Column:
+    """Aggregate: the sum rounded to 1e-6, so that a customer who returned everything nets exactly 0 whatever
+    the order of the additions (0.1 + 0.2 - 0.1 - 0.2 is 2.8e-17 in floating point)."""
+    return F.round(F.sum(amounts), 6)
+
+
 def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
     """One row per customer: dates, order and purchase-day counts, revenue, recency, frequency, consistency."""
     as_of_col = F.lit(as_of).cast("date")
     is_purchase = F.col("amount") > 0
     date = F.col("transaction_date")
     purchase_date = F.when(is_purchase, date)
-    # One shuffle by customer and one sort, by (customer, refund or not, date): each purchase row sees the
-    # previous one, so one aggregation counts the purchase days and their gaps with the totals (no distinct
-    # days, no second aggregation or join).
-    tx = (transactions.filter(date <= as_of_col).repartition("customer_id")
-          .withColumn("_refund", F.when(is_purchase, 0).otherwise(1)))
-    previous = F.lag(date).over(Window.partitionBy("customer_id").orderBy("_refund", "transaction_date"))
-    tx = tx.withColumn("_previous", previous)
-    new_day = is_purchase & (F.col("_previous").isNull() | (F.col("_previous") != date))  # a purchase day's first row
-    gap = F.when(new_day, F.datediff(date, F.col("_previous")))  # null for the first purchase day
+    days = purchase_days(transactions, as_of)
+    tx, new_day, gap = days.rows, days.new_day, days.gap
 
     channel = AcquisitionChannel(transactions)  # not tx: its distinct channels need no shuffle by customer
     totals = tx.groupBy("customer_id").agg(
@@ -93,10 +117,9 @@ def customer_metrics(transactions: DataFrame, as_of: dt.date) -> DataFrame:
         F.max(purchase_date).alias("last_purchase_date"),
         F.count(purchase_date).alias("num_orders"),
         F.count_if(new_day).alias("num_purchase_days"),
-        # Rounded to 1e-6: a customer who returned everything nets exactly 0, whatever the order of the additions.
-        F.round(F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)), 6).alias("total_revenue"),
-        F.round(F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)), 6).alias("refund_amount"),
-        F.round(F.sum("amount"), 6).alias("net_revenue"),
+        money_sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
+        money_sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
+        money_sum(F.col("amount")).alias("net_revenue"),
         F.avg(gap).alias("mean_days_between_purchases"),
         F.stddev_samp(gap).alias("std_days_between_purchases"),
         channel.key().alias("acquisition_channel"),
