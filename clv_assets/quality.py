@@ -144,8 +144,13 @@ def _with_reasons() -> None:
 _with_reasons()
 
 
-def pandera_schema(table: str):
-    """The ``pandera.pyspark`` schema of a table (imported lazily: loading definitions stays light)."""
+def pandera_schema(table: str, nulls_counted: bool = False):
+    """The ``pandera.pyspark`` schema of a table (imported lazily: loading definitions stays light).
+
+    ``nulls_counted``: every column nullable, for a table whose nulls :func:`check_table` has already counted (none
+    where the rules forbid them). pandera checks a non-nullable column with a Spark job of its own, even when it
+    validates the schema only: about 120 jobs per graph run, each ~0.1 s on a warm session, to learn nothing new.
+    """
     import pandera.pyspark as pa
 
     columns = {}
@@ -157,7 +162,7 @@ def pandera_schema(table: str):
             checks.append(pa.Check.le(rule.le))
         if rule.isin is not None:
             checks.append(pa.Check.isin(list(rule.isin)))
-        columns[rule.column] = pa.Column(rule.dtype, checks=checks, nullable=rule.nullable)
+        columns[rule.column] = pa.Column(rule.dtype, checks=checks, nullable=rule.nullable or nulls_counted)
     return pa.DataFrameSchema(columns, name=table)
 
 
@@ -186,8 +191,8 @@ def check_table(df: DataFrame, table: str, unique_key: str | None = None) -> Qua
     """Validate a table against its schema and count failing rows per rule (and duplicate keys).
 
     The rule counts take one pass over the table. pandera then checks the schema (columns, types); its data
-    checks (the same rules, one pass each) run only when the counts found failing rows, for its error report:
-    on clean data they could only agree with the counts.
+    checks (the same rules, not-null included, one pass each) run only when the counts found failing rows, for its
+    error report: on clean data they could only agree with the counts.
     """
     from pandera.config import ValidationDepth, config_context
 
@@ -202,9 +207,9 @@ def check_table(df: DataFrame, table: str, unique_key: str | None = None) -> Qua
         failing[f"duplicate_{unique_key}"] = int(dups.agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
         if failing[f"duplicate_{unique_key}"]:
             bad = bad.unionByName(df.join(dups.select(unique_key), unique_key).select(*df.columns))
-    depth = ValidationDepth.SCHEMA_AND_DATA if any(failing.values()) else ValidationDepth.SCHEMA_ONLY
-    with config_context(validation_depth=depth):
-        errors = dict(pandera_schema(table).validate(df).pandera.errors)
+    clean = not any(failing.values())
+    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY if clean else ValidationDepth.SCHEMA_AND_DATA):
+        errors = dict(pandera_schema(table, nulls_counted=clean).validate(df).pandera.errors)
     report = QualityReport(table, rows, failing, {k: {kk: [dict(e) for e in vv] for kk, vv in v.items()} for k, v in errors.items()})
     if not report.passed:
         report.sample = [{k: (str(v) if v is not None else None) for k, v in r.asDict().items()} for r in bad.limit(SAMPLE_ROWS).collect()]

@@ -8,6 +8,10 @@ from clv_assets import quality
 from clv_assets.landing import LandingZone
 from clv_assets.storage import SparkParquetIOManager
 
+PREDICTION_SCHEMA = ("customer_id string, predicted_revenue double, predicted_clv double, prediction_lower double, "
+                     "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
+                     "expected_purchases double, model_name string, horizon_months int, as_of_date date")
+
 
 def test_check_table_counts_failures_by_rule_and_samples_rows(spark):
     df = spark.createDataFrame(
@@ -27,6 +31,21 @@ def test_check_table_passes_clean_data(spark):
     df = spark.createDataFrame([("A", 10.0, 0.2, 2.0)], "customer_id string, net_revenue double, profit_margin double, historical_clv double")
     report = quality.check_table(df, "historical_clv", unique_key="customer_id")
     assert report.passed and report.sample == []
+
+
+def test_clean_table_costs_a_few_spark_jobs_not_one_per_column(spark):
+    """pandera alone would run one job per non-nullable column (9 here); the counts already saw no null."""
+    day = dt.date(2025, 12, 31)
+    rows = [(f"C{i}", 10.0, 2.0, 1.0, 20.0, 0.5, 0.9, 0.1, 1.5, "ensemble", 12, day) for i in range(20)]
+    df = spark.createDataFrame(rows, PREDICTION_SCHEMA)
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("clean_check", "clean_check")
+    try:
+        assert quality.check_table(df, "clv_predictions", unique_key="customer_id").passed
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    # The counts and the duplicate-key pass: 7 jobs; with pandera's null checks it was 25 (two per non-nullable column).
+    assert len(tracker.getJobIdsForGroup("clean_check")) < 9
 
 
 def test_wrong_type_fails_the_schema(spark):
@@ -69,9 +88,7 @@ def test_blocking_check_stops_downstream_assets(spark_resource, tiny_csv, tmp_pa
 
 
 def test_prediction_rules_catch_negative_null_and_out_of_range(spark):
-    schema = ("customer_id string, predicted_revenue double, predicted_clv double, prediction_lower double, "
-              "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
-              "expected_purchases double, model_name string, horizon_months int, as_of_date date")
+    schema = PREDICTION_SCHEMA
     day = dt.date(2025, 12, 31)
     ok = ("A", 10.0, 2.0, 1.0, 20.0, 0.5, 0.9, 0.1, 1.5, "ensemble", 12, day)
     rows = [ok, ("B", -1.0, 2.0, None, None, None, 1.2, -0.2, 1.0, "ensemble", 12, day),

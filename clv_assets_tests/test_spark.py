@@ -28,6 +28,7 @@ def test_defaults_master_and_remote_from_env(monkeypatch):
     monkeypatch.delenv("CLV_SPARK_MASTER")
     conf = SparkResource.from_env().effective_conf()
     assert conf["spark.master"] == "local[*]" and conf["spark.driver.extraJavaOptions"] == "-XX:+UseParallelGC"
+    assert conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] == "100"
     monkeypatch.setenv("CLV_SPARK_CONF", "spark.driver.extraJavaOptions=-XX:+UseG1GC")
     assert SparkResource.from_env().effective_conf()["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
 

@@ -247,7 +247,9 @@ def clv_predictions(
               "prediction_upper double, clv_confidence double, probability_alive double, churn_probability double, "
               "expected_purchases double, model_name string, horizon_months int, as_of_date date")
     coverage_row = clv_model.filter(clv_model.model == served).select("coverage").first()
-    table = predictive.from_pandas(spark, result, schema, nan_as_null=True)  # no interval: null, not NaN
+    # No interval: null, not NaN. Arrow hands Spark one partition per 10,000 rows: merged into one per core, so the
+    # table is a few files, not a hundred.
+    table = predictive.from_pandas(spark, result, schema, nan_as_null=True).coalesce(predictive.task_slots(spark) or 8)
     reference = record_prediction_reference(spark, store, result[drift.PREDICTION].to_numpy(dtype=float))
     context.add_output_metadata(
         {
