@@ -148,6 +148,33 @@ def _rss_and_cpu(pid: int) -> tuple[int, float]:
         return 0, 0.0
 
 
+#: JVM thread names (digits dropped) by what they do, for jvm_thread_cpu.
+_THREAD_KINDS = {"C# CompilerThre": "JIT compilers", "GC Thread##": "garbage collector", "VM Thread": "garbage collector",
+                 "Executor task l": "Spark task threads"}
+
+
+def jvm_thread_cpu() -> dict[str, float]:
+    """CPU seconds of the JVM(s) under this process by thread kind, from /proc/<pid>/task. Only live threads
+    count: the JIT compiler and GC threads live as long as the JVM (their figure covers everything since Spark
+    started), Spark's task threads are pooled and may have exited (their figure is a lower bound)."""
+    out: dict[str, float] = {}
+    for pid in _descendants(os.getpid()):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = "".join("#" if ch.isdigit() else ch for ch in stat[stat.index("(") + 1:stat.rindex(")")])
+            fields = stat.rsplit(")", 1)[1].split()
+            kind = _THREAD_KINDS.get(name, "other")
+            out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 def _system_busy_seconds() -> float:
     """CPU seconds all cores have spent busy since boot (everything but idle and iowait), from /proc/stat."""
     parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -324,6 +351,7 @@ def run_graph(landing: Path, warehouse: Path, dagster_home: Path, sampler: Proce
     graph_seconds = time.time() - graph_t0
     whole = sampler.window(graph_t0, time.time())
     return {"steps": steps, "runs": run_summaries, "graph_seconds": graph_seconds, "spark_conf": conf,
+            "jvm_thread_cpu_s": jvm_thread_cpu(),
             "peak_rss": whole["peak_rss"], "peak_rss_python": whole["peak_rss_python"],
             "peak_rss_children": whole["peak_rss_children"], "cpu_s": whole["cpu_s"], "other_cores": whole["other_cores"],
             "spark_start_seconds": spark_start_seconds, "pipeline": pipeline}
@@ -376,6 +404,10 @@ def print_steps(graph: dict[str, Any], n_cores: int) -> None:
           f"(JVM {gib(graph['peak_rss_children'])}, Python {gib(graph['peak_rss_python'])}); "
           f"CPU {graph['cpu_s']:.0f} s of {graph['graph_seconds'] * n_cores:.0f} core-s; other processes "
           f"{graph['other_cores']:.2f} cores on average")
+    threads = graph.get("jvm_thread_cpu_s") or {}
+    if threads:
+        print("  JVM CPU by thread kind since Spark started (live threads; task threads that exited are not counted): "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])))
     for s in steps:
         if s.get("clv_model_timings"):
             parts = ", ".join(f"{k} {v:.1f}" for k, v in s["clv_model_timings"].items())
