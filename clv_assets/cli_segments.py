@@ -83,7 +83,8 @@ def cohort(cohort_period: str, profit_margin: float, as_of: str | None, output: 
     months = pipeline.data_months()
     run_config = {"ops": {"historical_clv": {"config": {"profit_margin": profit_margin}},
                           "customer_metrics": {"config": {"as_of_date": as_of}}}}
-    pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv"], run_config, months)
+    pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv",
+                          "customer_monthly_activity"], run_config, months)
     # The cohort partitions are months, quarters or years: a run of their own over the periods of the data.
     asset = f"{cohort_period}_cohorts"
     first, last = _period_keys(cohort_period, months)

@@ -36,6 +36,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from clv_assets.metrics import money_sum
+
 #: Months per cohort period, and Spark's ``trunc`` unit for it.
 PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 _TRUNC_UNIT = {"monthly": "month", "quarterly": "quarter", "yearly": "year"}
@@ -91,8 +93,38 @@ def _periods_between(later: F.Column, earlier: F.Column, months: int) -> F.Colum
     return F.floor(F.months_between(F.trunc(later, "month"), earlier) / F.lit(months)).cast("int")
 
 
+ACTIVITY_COLUMNS = ["customer_id", "activity_month", "first_purchase_month", "orders", "gross_revenue", "net_revenue",
+                    "as_of_date"]
+
+
+def monthly_activity(transactions: DataFrame, as_of: dt.date) -> DataFrame:
+    """One row per customer and calendar month with a transaction on or before ``as_of``: ``orders`` (purchases),
+    ``gross_revenue`` (purchases) and ``net_revenue`` (refunds netted) of the month, and the customer's
+    ``first_purchase_month`` (their monthly cohort; null for a customer with refunds only).
+
+    Every cohort table reads this instead of the transactions: half as many rows (customers buy in a few months of
+    the year), each already tagged with its cohort, so no cohort table shuffles the transactions or joins them to
+    the customers.
+    """
+    is_purchase = F.col("amount") > 0
+    # One shuffle by customer serves the sums per (customer, month) and the first purchase month per customer.
+    per_month = (
+        transactions.filter(F.col("transaction_date") <= F.lit(as_of).cast("date"))
+        .repartition("customer_id")
+        .groupBy("customer_id", F.trunc("transaction_date", "month").alias("activity_month"))
+        .agg(
+            F.count_if(is_purchase).cast("long").alias("orders"),
+            money_sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("gross_revenue"),
+            money_sum(F.col("amount")).alias("net_revenue"),
+        )
+    )
+    first = F.min(F.when(F.col("orders") > 0, F.col("activity_month"))).over(Window.partitionBy("customer_id"))
+    return (per_month.withColumn("first_purchase_month", first)
+            .withColumn("as_of_date", F.lit(as_of).cast("date")).select(*ACTIVITY_COLUMNS))
+
+
 def cohort_table(
-    transactions: DataFrame,
+    activity: DataFrame,
     customer_metrics: DataFrame,
     historical_clv: DataFrame,
     period: str,
@@ -101,12 +133,16 @@ def cohort_table(
 ) -> DataFrame:
     """The cohorts of ``period`` starting in ``[start, end)`` (all when not given), in the module's shape.
 
-    ``customer_metrics`` supplies the cohort (first purchase), orders and revenue and the as-of date;
-    ``historical_clv`` the CLV; ``transactions`` the purchases per period since acquisition.
+    ``customer_metrics`` supplies the cohort size, orders and revenue and the as-of date; ``historical_clv`` the
+    CLV; ``activity`` (:func:`monthly_activity` as of the same date) the purchases per period since acquisition.
     """
     months = _check_period(period)
     unit = _TRUNC_UNIT[period]
     as_of = customer_metrics.agg(F.max("as_of_date")).first()[0]
+    activity_as_of = activity.agg(F.max("as_of_date")).first()[0]
+    if as_of is not None and activity_as_of is not None and activity_as_of != as_of:
+        raise ValueError(f"The monthly activity is as of {activity_as_of} but the customer metrics as of {as_of}: "
+                         "re-materialize customer_monthly_activity.")
     as_of_col = F.lit(as_of).cast("date")
     last_complete = F.lit(last_complete_period_start(as_of, period) if as_of else None).cast("date")
 
@@ -116,10 +152,14 @@ def cohort_table(
                 F.trunc("first_purchase_date", unit).alias("cohort_start"))
         .join(historical_clv.select("customer_id", "historical_clv"), "customer_id", "left")
     )
+    rows = activity.filter(F.col("first_purchase_month").isNotNull()).withColumn(
+        "cohort_start", F.trunc("first_purchase_month", unit))
     if start is not None:
         customers = customers.filter(F.col("cohort_start") >= F.lit(start).cast("date"))
+        rows = rows.filter(F.col("cohort_start") >= F.lit(start).cast("date"))
     if end is not None:
         customers = customers.filter(F.col("cohort_start") < F.lit(end).cast("date"))
+        rows = rows.filter(F.col("cohort_start") < F.lit(end).cast("date"))
 
     summary = customers.groupBy("cohort_start").agg(
         F.count("*").alias("cohort_size"),
@@ -131,19 +171,15 @@ def cohort_table(
         F.count_if(F.trunc("last_purchase_date", unit) > F.col("cohort_start")).alias("repeat_customers"),
     )
 
-    is_purchase = F.col("amount") > 0
-    tx = (
-        transactions.filter(F.col("transaction_date") <= as_of_col)
-        .select("customer_id", "transaction_date", "amount")
-        .join(customers.select("customer_id", "cohort_start"), "customer_id")
-        .withColumn("period_number", F.greatest(F.lit(0), _periods_between(F.col("transaction_date"), F.col("cohort_start"), months)))
-    )
-    # Per customer and period first (the join left the rows grouped by customer: no shuffle), so counting the
-    # active customers of a period is a sum, not a distinct count.
-    per_customer = tx.groupBy("customer_id", "cohort_start", "period_number").agg(
-        F.max(F.when(is_purchase, 1).otherwise(0)).alias("active"), F.sum("amount").alias("revenue"))
-    observed = per_customer.groupBy("cohort_start", "period_number").agg(
-        F.sum("active").cast("long").alias("active_customers"), F.sum("revenue").alias("revenue"))
+    rows = rows.withColumn("period_number", F.greatest(F.lit(0), _periods_between(F.col("activity_month"), F.col("cohort_start"), months)))
+    active = F.when(F.col("orders") > 0, 1).otherwise(0)
+    if months > 1:  # a customer's months of one period become one row, so that active customers are a sum
+        rows = rows.groupBy("customer_id", "cohort_start", "period_number").agg(
+            F.max(active).alias("active"), F.sum("net_revenue").alias("net_revenue"))
+    else:  # one month per period (months before the first purchase, refunds only, are never active)
+        rows = rows.withColumn("active", active)
+    observed = rows.groupBy("cohort_start", "period_number").agg(
+        F.sum("active").cast("long").alias("active_customers"), F.sum("net_revenue").alias("revenue"))
 
     by_cohort = Window.partitionBy("cohort_start")
     running = by_cohort.orderBy("period_number").rowsBetween(Window.unboundedPreceding, Window.currentRow)

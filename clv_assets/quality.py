@@ -81,6 +81,10 @@ TABLE_RULES: dict[str, list[Rule]] = {
     "historical_clv": [
         _r("customer_id", S), _r("net_revenue", D), _r("profit_margin", D, ge=0, le=1), _r("historical_clv", D),
     ],
+    "customer_monthly_activity": [
+        _r("customer_id", S), _r("activity_month", DT), _r("first_purchase_month", DT, nullable=True), _r("orders", L, ge=0),
+        _r("gross_revenue", D, ge=0), _r("net_revenue", D), _r("as_of_date", DT),
+    ],
     "clv_predictions": [
         _r("customer_id", S), _r("predicted_revenue", D, ge=0), _r("predicted_clv", D, ge=0),
         _r("prediction_lower", D, nullable=True, ge=0), _r("prediction_upper", D, nullable=True, ge=0),

@@ -36,10 +36,14 @@ def test_new_transactions_refresh_customers_then_every_cohort_partition_then_the
         _, cursor = tick(definitions, instance)  # first tick: nothing has data, nothing runs
         written(instance, "transactions", partition=months[0])
         first, cursor = tick(definitions, instance, cursor)
-        assert {"customer_metrics", "historical_clv", "clv_features", "rfm_segments"} <= set(first)
+        assert {"customer_metrics", "customer_monthly_activity", "historical_clv", "clv_features", "rfm_segments"} <= set(first)
         assert not {"monthly_cohorts", "quarterly_cohorts", "yearly_cohorts", "clv_predictions"} & set(first)
 
         written(instance, "customer_metrics", "historical_clv", "clv_features", "rfm_segments")
+        waiting, cursor = tick(definitions, instance, cursor)
+        assert "monthly_cohorts" not in waiting  # the monthly activity they are built from is not written yet
+
+        written(instance, "customer_monthly_activity")
         second, cursor = tick(definitions, instance, cursor)
         assert second["monthly_cohorts"] == set(months)  # every cohort's curve may change, not only the latest
         assert "cohort_retention" not in second  # waits until the cohorts are written

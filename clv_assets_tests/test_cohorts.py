@@ -18,8 +18,9 @@ from clv_assets.storage import SparkParquetIOManager
 from clv_assets_tests.conftest import d
 
 def _inputs(transactions, as_of=None, margin=0.25):
-    cm = metrics.customer_metrics(transactions, metrics.resolve_as_of(transactions, as_of))
-    return transactions, cm, metrics.historical_clv(cm, margin)
+    as_of = metrics.resolve_as_of(transactions, as_of)
+    cm = metrics.customer_metrics(transactions, as_of)
+    return cohorts.monthly_activity(transactions, as_of), cm, metrics.historical_clv(cm, margin)
 
 
 def _rows(df):
@@ -49,6 +50,26 @@ def test_monthly_cohorts_by_hand(tiny_transactions):
     assert [r["period_start"] for r in rows] == [d("2023-01-01"), d("2023-02-01"), d("2023-03-01")]
     assert all(r["period_complete"] for r in rows)
     assert list(rows[0]) == cohorts.COHORT_COLUMNS
+
+
+def test_monthly_activity_by_hand(tiny_transactions):
+    rows = sorted((tuple(r) for r in cohorts.monthly_activity(tiny_transactions, d("2023-03-20")).collect()), key=lambda r: r[:2])
+    # B's Mar 31 order is after the as-of date; A's February nets a refund; C (refund only) has no first purchase.
+    assert rows == [
+        ("A", d("2023-01-01"), d("2023-01-01"), 2, 120.0, 120.0, d("2023-03-20")),
+        ("A", d("2023-02-01"), d("2023-01-01"), 1, 50.0, 30.0, d("2023-03-20")),
+        ("A", d("2023-03-01"), d("2023-01-01"), 1, 30.0, 30.0, d("2023-03-20")),
+        ("B", d("2023-01-01"), d("2023-01-01"), 1, 30.0, 30.0, d("2023-03-20")),
+        ("C", d("2023-03-01"), None, 0, 0.0, -15.0, d("2023-03-20")),
+    ]
+    assert cohorts.monthly_activity(tiny_transactions, d("2023-03-20")).columns == cohorts.ACTIVITY_COLUMNS
+
+
+def test_activity_of_another_as_of_date_is_refused(tiny_transactions):
+    _, cm, clv = _inputs(tiny_transactions)
+    stale = cohorts.monthly_activity(tiny_transactions, d("2023-03-20"))
+    with pytest.raises(ValueError, match="as of 2023-03-20 but the customer metrics as of 2023-03-31.*customer_monthly_activity"):
+        cohorts.cohort_table(stale, cm, clv, "monthly")
 
 
 def test_mid_period_as_of_and_young_cohorts(tiny_transactions):
@@ -144,12 +165,34 @@ def expected_cohorts(raw: pd.DataFrame, period: str, as_of: dt.date, margin: flo
     return summary, curve
 
 
+def test_monthly_activity_matches_duckdb(generated):
+    raw, tx = generated
+    as_of = d("2025-08-15")
+    got = cohorts.monthly_activity(tx, as_of).toPandas().set_index(["customer_id", "activity_month"]).sort_index()
+    expected = duckdb.sql("""
+        select customer_id, date_trunc('month', transaction_date)::date as activity_month,
+               count(*) filter (where amount > 0) as orders, coalesce(sum(amount) filter (where amount > 0), 0) as gross,
+               sum(amount) as net,
+               min(min(date_trunc('month', transaction_date)) filter (where amount > 0)) over (partition by customer_id)::date as first_month
+        from raw where transaction_date <= '2025-08-15' group by 1, 2
+    """).df()
+    expected["activity_month"] = pd.to_datetime(expected["activity_month"]).dt.date
+    expected["first_month"] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in expected["first_month"]]
+    expected = expected.set_index(["customer_id", "activity_month"]).sort_index()
+    assert list(got.index) == list(expected.index)
+    assert got["orders"].tolist() == expected["orders"].tolist()
+    assert got["gross_revenue"].to_numpy() == pytest.approx(expected["gross"].to_numpy(dtype=float), abs=1e-6)
+    assert got["net_revenue"].to_numpy() == pytest.approx(expected["net"].to_numpy(dtype=float), abs=1e-6)
+    assert got["first_purchase_month"].tolist() == expected["first_month"].tolist()
+    assert (got["as_of_date"] == as_of).all()
+
+
 @pytest.mark.parametrize("period, as_of", [("monthly", None), ("quarterly", "2025-08-15"), ("yearly", "2025-06-30")])
 def test_cohorts_match_duckdb(generated, period, as_of):
     raw, tx = generated
-    tx_, cm, clv = _inputs(tx, as_of, margin=0.2)
+    activity, cm, clv = _inputs(tx, as_of, margin=0.2)
     as_of_date = metrics.resolve_as_of(tx, as_of)
-    got = cohorts.cohort_table(tx_, cm, clv, period).toPandas()
+    got = cohorts.cohort_table(activity, cm, clv, period).toPandas()
     summary, curve = expected_cohorts(raw, period, as_of_date, margin=0.2)
 
     assert len(summary) > 1
@@ -197,8 +240,8 @@ def test_backfill_in_one_run_then_one_partition(spark_resource, spark, tiny_tran
 
     # The upstream tables are written straight into the warehouse (the ingest assets have their own tests), so
     # the runs below are the cohort assets' own. Only this feature's graph (not the whole, changing defs folder).
-    assets = [ingest.transactions, customers.customer_metrics, customers.historical_clv, cohort_defs.monthly_cohorts,
-              cohort_defs.quarterly_cohorts, cohort_defs.yearly_cohorts, cohort_defs.cohort_retention]
+    assets = [ingest.transactions, customers.customer_metrics, customers.historical_clv, customers.customer_monthly_activity,
+              cohort_defs.monthly_cohorts, cohort_defs.quarterly_cohorts, cohort_defs.yearly_cohorts, cohort_defs.cohort_retention]
     wh = tmp_path / "wh"
     store = ParquetTableStore(spark, str(wh))
     resources = {"spark": spark_resource, "landing": LandingZone(path=str(tmp_path / "unused")),
@@ -207,9 +250,11 @@ def test_backfill_in_one_run_then_one_partition(spark_resource, spark, tiny_tran
     def seed(tx, months):
         in_months = F.date_format("transaction_month", "yyyy-MM-dd").isin(months)
         store.write_partitions(tx.filter(in_months), "transactions", "transaction_month", months)
-        cm = metrics.customer_metrics(tx, metrics.resolve_as_of(tx))
+        as_of = metrics.resolve_as_of(tx)
+        cm = metrics.customer_metrics(tx, as_of)
         store.write(cm, "customer_metrics")
         store.write(metrics.historical_clv(cm, 0.25), "historical_clv")
+        store.write(cohorts.monthly_activity(tx, as_of), "customer_monthly_activity")
 
     def run(selection, instance, **kwargs):
         result = dg.materialize(assets, selection=selection, resources=resources, instance=instance, **kwargs)

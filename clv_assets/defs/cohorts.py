@@ -1,8 +1,9 @@
 """Acquisition cohorts by month, quarter and year (one factory), and the monthly retention report.
 
 A cohort partition holds the customers whose first purchase falls in that period; their later purchases
-fall in later months, so every cohort partition reads all ``transactions`` partitions. The math and the
-definitions (retention, period numbers, table shape) are in ``clv_assets/cohorts.py``.
+fall in later months, so every cohort partition reads the whole ``customer_monthly_activity`` (one row per
+customer and month, tagged with the customer's cohort). The math and the definitions (retention, period
+numbers, table shape) are in ``clv_assets/cohorts.py``.
 """
 
 import base64
@@ -13,9 +14,6 @@ from pyspark.sql import DataFrame
 from clv_assets import cohorts
 from clv_assets.automation import refresh_after_update_of
 from clv_assets.partitions import monthly_partitions, quarterly_partitions, yearly_partitions
-
-_ALL_TRANSACTIONS = {"transactions": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}
-
 
 def _num(value):
     return None if value is None else round(float(value), 6)
@@ -30,24 +28,26 @@ def cohort_asset(period: str, partitions_def: dg.TimeWindowPartitionsDefinition)
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         metadata={"partition_expr": "cohort_start"},
-        ins=_ALL_TRANSACTIONS,
         group_name="cohorts",
         kinds={"spark", "parquet"},
-        automation_condition=refresh_after_update_of("customer_metrics", "historical_clv"),
+        automation_condition=refresh_after_update_of("customer_monthly_activity", "historical_clv"),
         description=(
             f"Customers acquired (first purchase) in each {period.removesuffix('ly')} period: cohort size, net revenue, "
             "average historical CLV, retention and churn rate, orders and order value, and the retention and "
             "revenue curve by periods since acquisition. One row per (cohort, period number); the cohort-level "
             "figures repeat on each row, period_number = 0 is the cohort summary. A backfill of many periods is "
-            "one run and one Spark job; a period without new customers is an empty partition."
+            "one run; a period without new customers is an empty partition."
         ),
     )
     def _cohorts(
-        context: dg.AssetExecutionContext, transactions: DataFrame, customer_metrics: DataFrame, historical_clv: DataFrame
+        context: dg.AssetExecutionContext,
+        customer_monthly_activity: DataFrame,
+        customer_metrics: DataFrame,
+        historical_clv: DataFrame,
     ) -> DataFrame:
         window = context.partition_time_window
         table = cohorts.cohort_table(
-            transactions, customer_metrics, historical_clv, period, window.start.date(), window.end.date()
+            customer_monthly_activity, customer_metrics, historical_clv, period, window.start.date(), window.end.date()
         )
         summary = {r["cohort_start"].isoformat(): r for r in cohorts.cohort_summary(table).collect()}
         for key in context.partition_keys:

@@ -3,8 +3,9 @@
 import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from clv_assets import metrics
+from clv_assets import cohorts, metrics
 from clv_assets.automation import REFRESH_AFTER_UPSTREAM
 
 
@@ -44,3 +45,17 @@ def historical_clv(context: dg.AssetExecutionContext, config: HistoricalClvConfi
         }
     )
     return clv
+
+
+@dg.asset(group_name="customers", kinds={"spark", "parquet"}, automation_condition=REFRESH_AFTER_UPSTREAM)
+def customer_monthly_activity(
+    context: dg.AssetExecutionContext, transactions: DataFrame, customer_metrics: DataFrame
+) -> DataFrame:
+    """One row per customer and calendar month in which they bought or returned something, up to the customer
+    metrics' as-of date: orders, gross and net revenue of the month, and the month of the customer's first
+    purchase (their cohort). The monthly, quarterly and yearly cohorts are built from it."""
+    as_of = customer_metrics.agg(F.max("as_of_date")).first()[0]
+    if as_of is None:  # no customer yet: an empty table, as of the last transaction date
+        as_of = metrics.resolve_as_of(transactions)
+    context.add_output_metadata({"as_of_date": as_of.isoformat() if as_of else None})
+    return cohorts.monthly_activity(transactions, as_of)

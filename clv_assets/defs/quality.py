@@ -34,6 +34,12 @@ def historical_clv_schema(historical_clv: DataFrame) -> dg.AssetCheckResult:
     return schema_check_result(historical_clv, "historical_clv", unique_key="customer_id")
 
 
+@dg.asset_check(asset="customer_monthly_activity", blocking=True,
+                description="Orders and purchase revenue never negative; every row dated, as of one date.")
+def customer_monthly_activity_schema(customer_monthly_activity: DataFrame) -> dg.AssetCheckResult:
+    return schema_check_result(customer_monthly_activity, "customer_monthly_activity")
+
+
 @dg.asset_check(asset="historical_clv", description="Warns about customers whose historical CLV exceeds CLV_EXTREME_CLV_THRESHOLD.")
 def historical_clv_extreme_values(historical_clv: DataFrame) -> dg.AssetCheckResult:
     """Extreme CLV is worth a look (a B2B account in a B2C file, a unit error) but does not stop anything."""
