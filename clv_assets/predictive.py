@@ -393,7 +393,7 @@ def training_data(train: DataFrame, params: MLParams) -> DataFrame:
 
 def fit_ml(name: str, data: DataFrame, feature_cols: list[str], params: MLParams):
     """Fit one Spark ML pipeline (assembler + regressor) on ``data`` from :func:`training_data`; returns the
-    fitted ``PipelineModel``."""
+    fitted ``PipelineModel`` (its output column: ``raw_prediction``, see :func:`predict_ml`)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import SQLTransformer, VectorAssembler
 
@@ -447,22 +447,29 @@ def _max_label(targets: np.ndarray, params: MLParams) -> float:
     return float(np.log1p(top)) if params.log_target else top
 
 
-def predict_ml(model, features: DataFrame, log_target: bool, max_label: float | None = None,
+def predict_ml(models: dict[str, Any], features: DataFrame, log_target: bool, max_label: float | None = None,
                keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    """``customer_id, *keep, prediction``: revenue predictions of a fitted pipeline, back-transformed and floored
-    at 0, next to the ``keep`` columns of ``features``.
+    """``customer_id, *keep`` and one column per fitted pipeline of ``models`` (named by its key): revenue
+    predictions, back-transformed and floored at 0. All models score in one pass over ``features``.
 
     Predictions are capped at ``max_label``, the largest training label (in label space): a linear
     extrapolation far beyond anything seen (worse, under ``expm1``) is not a forecast.
     """
+    scored, columns = features, {}
+    for name, model in models.items():
+        columns[name] = f"__prediction_{len(columns)}"
+        # Each pipeline adds its input vector (and the linear model its signed logs): dropped before the next one.
+        scored = model.transform(scored).withColumnRenamed("raw_prediction", columns[name])
+        scored = scored.drop("features", *[c for c in scored.columns if c.startswith("lin__")])
     with _compiled_codegen(features.sparkSession):
-        out = to_pandas(model.transform(features).select("customer_id", *keep, "raw_prediction"))
-    values = out.pop("raw_prediction").to_numpy(dtype=float)
-    if max_label is not None:
-        values = np.minimum(values, max_label)
-    if log_target:
-        values = np.expm1(values)
-    out["prediction"] = np.maximum(values, 0.0)
+        out = to_pandas(scored.select("customer_id", *keep, *columns.values()))
+    for name, column in columns.items():
+        values = out.pop(column).to_numpy(dtype=float)
+        if max_label is not None:
+            values = np.minimum(values, max_label)
+        if log_target:
+            values = np.expm1(values)
+        out[name] = np.maximum(values, 0.0)
     return out
 
 
@@ -611,18 +618,21 @@ def run_backtest(transactions: DataFrame, plan: BacktestPlan, *, params: MLParam
         max_label = _max_label(train_local["train_target"].to_numpy(), params)
         data = training_data(train_set, params)
         timings["train_features"] = time.perf_counter() - t0
+        fitted = {}
         try:
             for name in ML_MODELS:
                 t0 = time.perf_counter()
-                model = fit_ml(name, data, feature_cols, params)
-                scored = predict_ml(model, score_set, params.log_target, max_label)
-                predictions = predictions.merge(scored.rename(columns={"prediction": name}), on="customer_id", how="left")
-                imp = feature_importances(model, feature_cols)
+                fitted[name] = fit_ml(name, data, feature_cols, params)
+                imp = feature_importances(fitted[name], feature_cols)
                 if imp is not None:
                     importances[name] = imp
                 timings[name] = time.perf_counter() - t0
         finally:
             data.unpersist()
+        t0 = time.perf_counter()
+        scored = predict_ml(fitted, score_set, params.log_target, max_label)
+        predictions = predictions.merge(scored, on="customer_id", how="left")
+        timings["ml_scoring"] = time.perf_counter() - t0
         predictions[ENSEMBLE] = predictions[[*ML_MODELS, BTYD_MODEL]].mean(axis=1)
         models = [*ML_MODELS, BTYD_MODEL, ENSEMBLE, NAIVE]
     metrics = score_models(predictions, models, coverage)
@@ -703,16 +713,12 @@ def predict_production(models: ProductionModels, features_as_of: DataFrame, tran
     days = horizon_days(A, H)
     needed = models_needed(serve)
     with_btyd, local = with_btyd_features(features_as_of, models.btyd, days)
-    if len(needed) > 1:  # each ML model reads it again: join once
-        with_btyd = with_btyd.cache()
     columns = ("frequency", "recency", "T", *BTYD_FEATURES)
-    out = None if needed else local[["customer_id", *columns]].copy()
-    for name in needed:
-        # The first model's scores come back with the BG/NBD columns: a single model needs no join on the driver.
-        scored = predict_ml(models.ml[name], with_btyd, models.params.log_target, models.max_label,
-                            keep=columns if out is None else ()).rename(columns={"prediction": name})
-        out = scored if out is None else out.merge(scored, on="customer_id", how="left")
-    with_btyd.unpersist()
+    if needed:  # the scores come back with the BG/NBD columns: no join on the driver
+        out = predict_ml({name: models.ml[name] for name in needed}, with_btyd, models.params.log_target,
+                         models.max_label, keep=columns)
+    else:
+        out = local[["customer_id", *columns]].copy()
     if serve == BTYD_MODEL:
         revenue = out["btyd_revenue"].to_numpy(dtype=float)
     elif serve == ENSEMBLE:

@@ -284,6 +284,24 @@ def test_training_data_has_the_label_in_one_partition_per_task_slot(spark):
         data.unpersist()
 
 
+def test_models_scoring_in_one_pass_give_each_models_own_predictions(sample):
+    """predict_ml chains the pipelines over one pass; each column must equal that model's transform on its own."""
+    _, sdf = sample
+    feats = features.build_features(sdf, d("2024-12-31"))
+    cols = features.feature_columns(feats)
+    data = predictive.training_data(feats.withColumn("target", F.col("net_revenue_90d")), predictive.MLParams())
+    params = predictive.MLParams(rf_num_trees=3)
+    models = {name: predictive.fit_ml(name, data, cols, params) for name in ("linear_regression", "random_forest")}
+    together = predictive.predict_ml(models, feats, log_target=False, keep=("frequency",)).set_index("customer_id")
+    assert list(together.columns) == ["frequency", "linear_regression", "random_forest"]
+    for name, model in models.items():
+        alone = model.transform(feats).select("customer_id", "raw_prediction").toPandas().set_index("customer_id")
+        expected = alone["raw_prediction"].clip(lower=0.0).reindex(together.index)
+        np.testing.assert_allclose(together[name], expected.to_numpy(), rtol=1e-12)
+    assert (together["linear_regression"] != together["random_forest"]).any()
+    data.unpersist()
+
+
 def test_served_naive_baseline_is_last_horizon_revenue_floored(sample):
     """Serving the naive baseline: each customer's net revenue of the last H months, 0 when none, never below 0."""
     tx, sdf = sample
