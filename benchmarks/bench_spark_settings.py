@@ -5,7 +5,7 @@ options only apply when the JVM starts, and the settings run one after the other
 the same steps run ``--repeat`` times and the best time is printed:
 
 - ``customer_metrics``: ``clv_assets.metrics.customer_metrics`` on every transaction;
-- ``monthly_cohorts``: ``clv_assets.cohorts.cohort_table`` over all monthly cohorts;
+- ``monthly_cohorts``: ``clv_assets.cohorts.monthly_activity`` and the monthly ``cohort_table`` built from it;
 - ``clv_features``: ``clv_assets.features.build_features`` as of the last transaction date;
 - ``linear_model_input``: the linear model's input (60 signed logs of the features assembled into a vector)
   for the stored feature table, as ``clv_model`` builds it, without the limit ``predictive.fit_ml`` sets.
@@ -59,7 +59,7 @@ def child(warehouse: str, repeat: int) -> None:
         if step == "customer_metrics":
             noop(metrics.customer_metrics(tx, as_of))
         elif step == "monthly_cohorts":
-            table = cohorts.cohort_table(tx, customers, clv, "monthly")
+            table = cohorts.cohort_table(cohorts.monthly_activity(tx, as_of), customers, clv, "monthly")
             table.count()
             table.unpersist()
         elif step == "clv_features":

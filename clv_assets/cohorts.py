@@ -97,10 +97,11 @@ ACTIVITY_COLUMNS = ["customer_id", "activity_month", "first_purchase_month", "or
                     "as_of_date"]
 
 
-def monthly_activity(transactions: DataFrame, as_of: dt.date) -> DataFrame:
+def monthly_activity(transactions: DataFrame, as_of: dt.date | None) -> DataFrame:
     """One row per customer and calendar month with a transaction on or before ``as_of``: ``orders`` (purchases),
     ``gross_revenue`` (purchases) and ``net_revenue`` (refunds netted) of the month, and the customer's
-    ``first_purchase_month`` (their monthly cohort; null for a customer with refunds only).
+    ``first_purchase_month`` (their monthly cohort; null for a customer with refunds only). Empty when ``as_of``
+    is None.
 
     Every cohort table reads this instead of the transactions: half as many rows (customers buy in a few months of
     the year), each already tagged with its cohort, so no cohort table shuffles the transactions or joins them to

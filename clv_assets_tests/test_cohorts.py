@@ -65,6 +65,11 @@ def test_monthly_activity_by_hand(tiny_transactions):
     assert cohorts.monthly_activity(tiny_transactions, d("2023-03-20")).columns == cohorts.ACTIVITY_COLUMNS
 
 
+def test_no_as_of_date_no_customer_gives_an_empty_activity(tiny_transactions):
+    empty = cohorts.monthly_activity(tiny_transactions, None)
+    assert empty.count() == 0 and empty.columns == cohorts.ACTIVITY_COLUMNS
+
+
 def test_activity_of_another_as_of_date_is_refused(tiny_transactions):
     _, cm, clv = _inputs(tiny_transactions)
     stale = cohorts.monthly_activity(tiny_transactions, d("2023-03-20"))

@@ -15,6 +15,7 @@ from clv_assets import cohorts
 from clv_assets.automation import refresh_after_update_of
 from clv_assets.partitions import monthly_partitions, quarterly_partitions, yearly_partitions
 
+
 def _num(value):
     return None if value is None else round(float(value), 6)
 

@@ -54,8 +54,6 @@ def customer_monthly_activity(
     """One row per customer and calendar month in which they bought or returned something, up to the customer
     metrics' as-of date: orders, gross and net revenue of the month, and the month of the customer's first
     purchase (their cohort). The monthly, quarterly and yearly cohorts are built from it."""
-    as_of = customer_metrics.agg(F.max("as_of_date")).first()[0]
-    if as_of is None:  # no customer yet: an empty table, as of the last transaction date
-        as_of = metrics.resolve_as_of(transactions)
-    context.add_output_metadata({"as_of_date": as_of.isoformat() if as_of else None})
+    as_of = customer_metrics.agg(F.max("as_of_date")).first()[0]  # None without customers: an empty table
+    context.add_output_metadata({"as_of_date": as_of.isoformat() if as_of else "none (no customer)"})
     return cohorts.monthly_activity(transactions, as_of)
