@@ -38,6 +38,8 @@ class ClvModelConfig(dg.Config):
     seed: int = Field(default=42, description="Seed of the tree models.")
     max_training_rows: int = Field(default=250_000, ge=100, description="ML models learn from a random sample of at "
                                    "most this many customers (all of them are scored).")
+    max_backtest_customers: int = Field(default=250_000, ge=0, description="The backtest scores a random sample of "
+                                        "about this many customers (0: all; never fewer than max_training_rows).")
 
 
 class ClvPredictionsConfig(dg.Config):
@@ -111,7 +113,7 @@ def clv_model(
                                  max_training_rows=config.max_training_rows)
     levels = features.feature_levels(transactions, plan.levels_cutoff)
     backtest, training_set = predictive.run_backtest(transactions, plan, params=params, coverage=config.interval_coverage,
-                                                     levels=levels)
+                                                     levels=levels, max_customers=config.max_backtest_customers)
     feature_cols = backtest.feature_cols or [*features.feature_columns(clv_features), *predictive.BTYD_FEATURES]
     missing = set(feature_cols) - set(features.feature_columns(clv_features)) - set(predictive.BTYD_FEATURES)
     if missing:
@@ -141,6 +143,7 @@ def clv_model(
         "backtest_plan": plan.reason,
         "train_cutoff": str(plan.train_cutoff),
         "score_cutoff": str(plan.score_cutoff),
+        "backtest_customers": _backtest_population(backtest),
         "champion": str(backtest.champion),
         "model_version": context.run_id,
         "served_model": served,
@@ -164,6 +167,14 @@ def clv_model(
          "horizon_months long", "train_cutoff date", "score_cutoff date", "as_of date"]
     )
     return spark.createDataFrame(table.astype(object).where(table.notna(), None), schema)
+
+
+def _backtest_population(backtest) -> str:
+    """Whom the backtest scored, in words: every customer of A - H, or how many of them in a random sample."""
+    plan, scored = backtest.plan, len(backtest.predictions)
+    if backtest.sample_share < 1.0:
+        return f"a random sample of {scored:,} of the {plan.score_customers:,} customers who bought by {plan.score_cutoff}"
+    return f"all {scored:,} customers who bought by {plan.score_cutoff}" if scored else "none (no backtest)"
 
 
 def _lift_chart(backtest, served: str, root: str, horizon: int, score_cutoff) -> str:
