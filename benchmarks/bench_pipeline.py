@@ -175,6 +175,17 @@ def jvm_thread_cpu() -> dict[str, float]:
     return out
 
 
+def codegen_counts(spark) -> dict[str, float]:
+    """Classes Spark generated and compiled with Janino since it started (a cache hit compiles nothing), and
+    their mean compile time (ms), from Spark's ``CodegenMetrics`` (local mode: the driver's JVM runs them all)."""
+    try:
+        metrics = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics  # noqa: SLF001 - py4j, local mode
+        compile_ms = metrics.METRIC_COMPILATION_TIME()
+        return {"classes_compiled": float(compile_ms.getCount()), "mean_compile_ms": float(compile_ms.getSnapshot().getMean())}
+    except Exception:  # noqa: BLE001 - Spark Connect: no JVM here
+        return {}
+
+
 def _system_busy_seconds() -> float:
     """CPU seconds all cores have spent busy since boot (everything but idle and iowait), from /proc/stat."""
     parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -351,7 +362,7 @@ def run_graph(landing: Path, warehouse: Path, dagster_home: Path, sampler: Proce
     graph_seconds = time.time() - graph_t0
     whole = sampler.window(graph_t0, time.time())
     return {"steps": steps, "runs": run_summaries, "graph_seconds": graph_seconds, "spark_conf": conf,
-            "jvm_thread_cpu_s": jvm_thread_cpu(),
+            "jvm_thread_cpu_s": jvm_thread_cpu(), "codegen": codegen_counts(spark),
             "peak_rss": whole["peak_rss"], "peak_rss_python": whole["peak_rss_python"],
             "peak_rss_children": whole["peak_rss_children"], "cpu_s": whole["cpu_s"], "other_cores": whole["other_cores"],
             "spark_start_seconds": spark_start_seconds, "pipeline": pipeline}
@@ -408,6 +419,10 @@ def print_steps(graph: dict[str, Any], n_cores: int) -> None:
     if threads:
         print("  JVM CPU by thread kind since Spark started (live threads; task threads that exited are not counted): "
               + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])))
+    codegen = graph.get("codegen") or {}
+    if codegen:
+        print(f"  Spark code generation since Spark started: {codegen['classes_compiled']:.0f} classes compiled by Janino, "
+              f"{codegen['mean_compile_ms']:.0f} ms each on average (HotSpot's JIT then compiles what runs hot)")
     for s in steps:
         if s.get("clv_model_timings"):
             parts = ", ".join(f"{k} {v:.1f}" for k, v in s["clv_model_timings"].items())
