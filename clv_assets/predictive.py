@@ -11,8 +11,9 @@ Time windows, for an as-of date A and a horizon of H months (``(a, b]`` = after 
   seen any of this target window: the ML models learned from targets ending at ``A - H``, and the
   BG/NBD + Gamma-Gamma model is calibrated on the history up to ``A - H``. With more customers than
   ``max_customers`` (:func:`run_backtest`), a random sample of them, whole customers chosen by a stable hash
-  of their id (:func:`backtest_sample`): a quarter of a million customers measure a Gini or an MAE to a few
-  thousandths, and the features of the rest would cost time without changing the verdict.
+  of their id (:func:`backtest_sample`): a quarter of a million customers measure a Gini to about a
+  thousandth and an MAE to under half a percent (``benchmarks/RESULTS.md``, session 10), and the features of
+  the rest would cost time without changing the verdict.
 - **Production**: the ML models the served model needs are refit on the backtest scoring set (features as
   of ``A - H``, target ``(A - H, A]``) and applied to features as of A; BG/NBD + Gamma-Gamma is refit on all
   history up to A. Predictions are for ``(A, A + H]``, for every customer. The ML models learn from a uniform
@@ -268,8 +269,8 @@ def fit_btyd(features: DataFrame, cutoff: dt.date, penalizer: float = 0.0) -> Bt
     rfm = grouped_rfm(features)
     fit = btyd.fit_bgnbd(rfm["frequency"], rfm["recency"], rfm["T"], weights=rfm["count"], penalizer=penalizer)
     if penalizer == 0.0 and not _bgnbd_usable(fit, rfm):
-        why = fit.message if not fit.converged else "converged, but its expected purchases overflow"
-        log.warning("BG/NBD fit as of %s did not converge (%s): refitting with penalizer 0.001", cutoff, why)
+        why = f"did not converge: {fit.message}" if not fit.converged else "its expected purchases overflow"
+        log.warning("BG/NBD fit as of %s is not usable (%s): refitting with penalizer 0.001", cutoff, why)
         fit = btyd.fit_bgnbd(rfm["frequency"], rfm["recency"], rfm["T"], weights=rfm["count"], penalizer=0.001)
     spend = grouped_spend(features)
     stats = features.agg(F.avg(F.col("gross_revenue") / F.col("n_purchase_days")).alias("spend")).first()
