@@ -37,7 +37,7 @@ class ClvModelConfig(dg.Config):
     gbt_step_size: float = Field(default=0.2, gt=0, le=1, description="Learning rate of the gradient-boosted trees.")
     seed: int = Field(default=42, description="Seed of the tree models.")
     max_training_rows: int = Field(default=250_000, ge=100, description="ML models learn from a random sample of at "
-                                   "most this many customers (all of them are scored).")
+                                   "most this many customers (every customer gets a prediction).")
     max_backtest_customers: int = Field(default=250_000, ge=0, description="The backtest scores a random sample of "
                                         "about this many customers (0: all; never fewer than max_training_rows).")
 
