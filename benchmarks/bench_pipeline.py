@@ -22,7 +22,8 @@ What one size does, in one Python process with one local Spark session (``local[
 3. **(a) Customer aggregation**: ``clv_assets.metrics.customer_metrics`` on the loaded ``transactions``
    table, forced by a parquet write, against the same aggregation in DuckDB over the same parquet files
    (the full ``customer_metrics`` columns, and the core subset: first/last purchase, orders, purchase days,
-   gross/refunds/net revenue).
+   gross/refunds/net revenue). Spark's core subset counts purchase days as ``customer_metrics`` does (one sort
+   per customer); the same query with ``countDistinct``, as the SQL reads, is timed too and printed beside it.
 4. **(b) BG/NBD + Gamma-Gamma**: lifetimes 0.11.3 (``summary_data_from_transaction_data``, ``BetaGeoFitter``,
    ``GammaGammaFitter``, 365-day expected purchases and 12-month discounted CLV for every customer) against
    ``clv_assets.btyd`` (grouped sufficient statistics, same outputs) on the same customers; also the
@@ -482,17 +483,26 @@ SELECT customer_id,
 FROM read_parquet({source}) WHERE transaction_date <= DATE '{as_of.isoformat()}' GROUP BY customer_id"""
 
 
-def _spark_core(tx, as_of: dt.date):
+def _spark_core(tx, as_of: dt.date, count_distinct: bool = False):
+    """The core subset in Spark. Purchase days counted the way ``customer_metrics`` counts them (one sort per
+    customer, ``metrics.purchase_days``), or with ``count_distinct`` the way the SQL reads
+    (``countDistinct``, which Spark plans as a second aggregation over every row)."""
     from pyspark.sql import functions as F
 
-    tx = tx.filter(F.col("transaction_date") <= F.lit(as_of))
+    from clv_assets.metrics import purchase_days
+
     is_purchase = F.col("amount") > 0
     purchase_date = F.when(is_purchase, F.col("transaction_date"))
-    return tx.groupBy("customer_id").agg(
+    if count_distinct:
+        rows, n_days = tx.filter(F.col("transaction_date") <= F.lit(as_of)), F.countDistinct(purchase_date)
+    else:
+        days = purchase_days(tx, as_of)
+        rows, n_days = days.rows, F.count_if(days.new_day)
+    return rows.groupBy("customer_id").agg(
         F.min(purchase_date).alias("first_purchase_date"),
         F.max(purchase_date).alias("last_purchase_date"),
         F.count(purchase_date).alias("num_orders"),
-        F.countDistinct(purchase_date).alias("num_purchase_days"),
+        n_days.alias("num_purchase_days"),
         F.sum(F.when(is_purchase, F.col("amount")).otherwise(0.0)).alias("total_revenue"),
         F.sum(F.when(F.col("amount") < 0, -F.col("amount")).otherwise(0.0)).alias("refund_amount"),
         F.sum("amount").alias("net_revenue"),
@@ -524,6 +534,9 @@ def aggregation_reference(spark, tx, files: str, scratch: Path, repeat: int, pha
                                 spark_write(metrics.customer_metrics(tx, as_of), scratch / "spark_full"), phases, sampler)
     out["spark_core"] = best_of(repeat, "Spark: core aggregation -> parquet", spark_write(_spark_core(tx, as_of), scratch / "spark_core"),
                                 phases, sampler)
+    out["spark_core_distinct"] = best_of(repeat, "Spark: core aggregation with countDistinct -> parquet",
+                                         spark_write(_spark_core(tx, as_of, count_distinct=True), scratch / "spark_core_distinct"),
+                                         phases, sampler)
 
     source = f"'{files}'"
     con = duckdb.connect()
@@ -548,9 +561,13 @@ def aggregation_reference(spark, tx, files: str, scratch: Path, repeat: int, pha
            OR abs(s.net_revenue - d.net_revenue) > 1e-6 OR s.acquisition_channel IS DISTINCT FROM d.acquisition_channel
            OR s.first_purchase_date IS DISTINCT FROM d.first_purchase_date OR s.tenure_days IS DISTINCT FROM d.tenure_days
            OR abs(coalesce(s.std_days_between_purchases, -1) - coalesce(d.std_days_between_purchases, -1)) > 1e-6""").fetchone()[0]
+    core = "SELECT count(*), sum(num_orders), sum(num_purchase_days), round(sum(net_revenue), 2) FROM read_parquet('{}')"
+    core_totals = [list(con.execute(core.format(path)).fetchone()) for path in
+                   (f"{scratch / 'spark_core'}/*.parquet", f"{scratch / 'spark_core_distinct'}/*.parquet", scratch / "duck_core.parquet")]
     con.close()
     out.update({"as_of": as_of.isoformat(), "duckdb_threads": threads, "customers": spark_totals[0],
-                "spark_totals": list(spark_totals), "duckdb_totals": list(duck_totals), "rows_differing": diff})
+                "spark_totals": list(spark_totals), "duckdb_totals": list(duck_totals), "rows_differing": diff,
+                "core_totals_spark_distinct_duckdb": core_totals, "core_identical": all(t == core_totals[-1] for t in core_totals)})
     return out
 
 
@@ -757,9 +774,14 @@ def print_summary(result: dict[str, Any]) -> None:
         core = agg["spark_core"][0] / agg["duckdb_core"][0]
         limit = TARGETS["aggregation_vs_duckdb"]
         print(f"  customer aggregation, best of runs: Spark customer_metrics {agg['spark_full'][0]:.2f} s vs DuckDB {agg['duckdb_full'][0]:.2f} s "
-              f"= {full:.2f}x; core subset {agg['spark_core'][0]:.2f} s vs {agg['duckdb_core'][0]:.2f} s = {core:.2f}x "
-              f"(target <= {limit:.0f}x: {'met' if full <= limit else 'NOT met'}); results "
+              f"= {full:.2f}x (target <= {limit:.0f}x: {'met' if full <= limit else 'NOT met'}); results "
               f"{'identical' if agg['rows_differing'] == 0 else str(agg['rows_differing']) + ' customers DIFFER'}")
+        print(f"    core subset (a smaller query, where Spark's fixed cost per query weighs more): {agg['spark_core'][0]:.2f} s vs "
+              f"{agg['duckdb_core'][0]:.2f} s = {core:.2f}x ({'within' if core <= limit else 'ABOVE'} {limit:.0f}x)")
+        if "spark_core_distinct" in agg:
+            print(f"    core subset in Spark with countDistinct for the purchase days: {agg['spark_core_distinct'][0]:.2f} s = "
+                  f"{agg['spark_core_distinct'][0] / agg['duckdb_core'][0]:.2f}x DuckDB; core totals "
+                  f"{'identical in all three' if agg.get('core_identical') else 'DIFFER: ' + str(agg.get('core_totals_spark_distinct_duckdb'))}")
     if "btyd" in result:
         b = result["btyd"]
         lt_fit_score = sum(v for k, v in b["lifetimes_seconds"].items() if not k.startswith("summary"))
@@ -787,7 +809,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=None, help="Customers (default: transactions / 9.85, about 10 each).")
     ap.add_argument("--workdir", default=str(ROOT / "data" / "bench"), help="Landing files, warehouse and scratch space.")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--repeat", type=int, default=2, help="Runs of each reference query (best and first are kept).")
+    ap.add_argument("--repeat", type=int, default=5, help="Runs of each reference query (best and first are kept; the JVM compiles "
+                    "Spark's generated code as it runs, so its first runs are slower).")
     ap.add_argument("--spark-conf", default=None, help="Extra Spark settings key=value,... (appended to CLV_SPARK_CONF).")
     ap.add_argument("--skip-references", action="store_true", help="Only the whole graph (e.g. for 100M).")
     ap.add_argument("--skip-lifetimes", action="store_true")

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import click
 
@@ -51,14 +52,19 @@ def historical(profit_margin: float, as_of: str | None, output: str | None, **kw
 @main.command()
 @click.option("--data-size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
 def demo(data_size: str) -> None:
-    """Generate the sample into the default landing folder and materialize every asset over every partition:
-    one run for the monthly and unpartitioned assets, then one run per other period (quarters, years)."""
+    """Materialize every asset over every partition: one run for the monthly and unpartitioned assets, then one
+    run per other period (quarters, years). On the landing files of ``CLV_LANDING_PATH`` when it is set (only
+    read, never written); otherwise on the generated sample in ``data/landing``."""
+    configured = os.environ.get("CLV_LANDING_PATH")
+    if configured:
+        click.echo(f"Landing files: {configured} (CLV_LANDING_PATH; no sample is generated)")
+        pipeline = Pipeline({"path": configured if urlparse(configured).scheme else str(Path(configured).absolute())}, None)
+        pipeline.data_months()  # checks the files, and moves the month partitions back to older data
+    else:
+        pipeline = Pipeline({"path": str(ensure_sample(data_size, Path("data/landing")).absolute())}, None)
     from clv_assets.definitions import defs
     from clv_assets.partitions import monthly_partitions
 
-    landing = os.environ.get("CLV_LANDING_PATH") or "data/landing"
-    ensure_sample(data_size, Path(landing))
-    pipeline = Pipeline({"path": str(Path(landing).absolute())}, None)
     runs: dict[Any, list[str]] = {}
     for spec in defs().resolve_all_asset_specs():
         pdef = spec.partitions_def if spec.partitions_def is not None else monthly_partitions

@@ -2,7 +2,8 @@
 
 The monthly partitions of ``transactions`` start at ``CLV_HISTORY_START`` (default 2023-01-01, where the
 sample data starts) and run to the current month, or up to ``CLV_HISTORY_END`` (exclusive) when set.
-Rows dated outside the partitions are not ingested; ``transactions`` reports how many there are.
+Rows dated outside the partitions are not ingested: they are quarantined as ``outside_partitions`` and counted
+in the metadata of ``transactions`` (``quarantined_by_reason``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -95,6 +96,68 @@ def test_cli_reports_a_misspelled_column(tiny_csv, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["historical", "--transactions", str(tiny_csv), "--customer-id-col", "customer"])
     assert result.exit_code != 0
     assert "'customer'" in str(result.output) + str(result.exception) and "Did you mean 'cust'" in str(result.output) + str(result.exception)
+
+
+class _RecordingPipeline:
+    """Stands in for the CLI's Pipeline: records what `clv demo` asks of it, runs nothing."""
+
+    created: list = []
+
+    def __init__(self, landing_overrides, warehouse):
+        self.landing = landing_overrides["path"]
+        self.runs = []
+        self.checked = False
+        _RecordingPipeline.created.append(self)
+
+    def data_months(self):
+        self.checked = True
+        return "2023-01-01", "2023-03-01"
+
+    def materialize(self, selection, run_config, months):
+        self.runs.append(selection)
+
+
+def test_cli_demo_reads_a_configured_landing_folder_and_never_writes_to_it(tmp_path, monkeypatch):
+    from clv_assets import cli
+    from clv_assets.definitions import defs
+
+    landing = tmp_path / "my_exports"
+    landing.mkdir()
+    mine = landing / "transactions_2024-01.csv"  # named like a sample file, which a sample would replace
+    mine.write_text("customer_id,transaction_date,amount\nA,2024-01-05,10\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLV_LANDING_PATH", str(landing))
+    monkeypatch.setattr(cli, "Pipeline", _RecordingPipeline)
+    monkeypatch.setattr(cli, "_print_historical_summary", lambda pipeline: None)
+    monkeypatch.setattr(cli, "ensure_sample", lambda *a, **k: pytest.fail("clv demo generated a sample"))
+    _RecordingPipeline.created = []
+
+    result = CliRunner().invoke(cli.main, ["demo"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in landing.iterdir()) == ["transactions_2024-01.csv"]
+    assert mine.read_text() == "customer_id,transaction_date,amount\nA,2024-01-05,10\n"
+    (pipeline,) = _RecordingPipeline.created
+    assert pipeline.landing == str(landing) and pipeline.checked
+    every_asset = {spec.key.to_user_string() for spec in defs().resolve_all_asset_specs()}
+    assert len(pipeline.runs) == 3 and {a for run in pipeline.runs for a in run} == every_asset  # months, quarters, years
+
+
+def test_cli_demo_without_a_configured_landing_generates_the_sample(tmp_path, monkeypatch):
+    from clv_assets import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLV_LANDING_PATH", raising=False)
+    monkeypatch.setattr(cli, "Pipeline", _RecordingPipeline)
+    monkeypatch.setattr(cli, "_print_historical_summary", lambda pipeline: None)
+    generated = []
+    monkeypatch.setattr(cli, "ensure_sample", lambda size, path: generated.append((size, path)) or path)
+    _RecordingPipeline.created = []
+
+    assert CliRunner().invoke(cli.main, ["demo", "--data-size", "medium"], catch_exceptions=False).exit_code == 0
+
+    assert generated == [("medium", Path("data/landing"))]
+    assert _RecordingPipeline.created[0].landing == str(tmp_path / "data/landing")
 
 
 @pytest.mark.slow
