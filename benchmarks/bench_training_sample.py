@@ -9,9 +9,9 @@ Run:  .venv/bin/python benchmarks/bench_training_sample.py --warehouse /tmp/benc
 sample: every customer of the training set) the same out-of-time backtest runs (``predictive.run_backtest``:
 ML trained as of A - 2H, everything scored as of A - H against the revenue of (A - H, A]), and the script
 prints per ML model: normalized Gini, MAE, RMSE, top-decile capture and the fitting seconds (the three models
-then score in one pass, timed once per run). The features and targets are the same for every size, and every customer of A - H is scored (the
-pipeline's backtest scores a sample of them above ``max_backtest_customers``); only the ML models' training
-rows change. ``--variants``:
+then score in one pass, timed once per run). The features and targets are the same for every size, and
+every customer of A - H is scored (the pipeline's backtest scores a sample of them above
+``max_backtest_customers``); only the ML models' training rows change. ``--variants``:
 ``MLParams`` settings to compare with the defaults (``;`` between variants, ``,`` between the settings of one),
 each run at the first size.
 

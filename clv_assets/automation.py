@@ -22,9 +22,9 @@ def refresh_once_present(*required: str) -> dg.AutomationCondition:
 def refresh_after_update_of(*inputs: str) -> dg.AutomationCondition:
     """Every partition, after one of ``inputs`` has been *written* (not merely requested on the same tick, as
     ``eager`` allows), once they exist and nothing upstream is running. For assets partitioned differently
-    from their inputs (the cohorts read every month through ``customer_monthly_activity``): they run in runs of their own,
-    which must not start before their input is written. Every partition refreshes, because new transactions
-    extend the curves of every earlier cohort, not only the latest one."""
+    from their inputs (the cohorts read every month through ``customer_monthly_activity``): they run in runs
+    of their own, which must not start before their input is written. Every partition refreshes, because new
+    transactions extend the curves of every earlier cohort, not only the latest one."""
     selection = dg.AssetSelection.assets(*inputs)
     written = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.executed_with_root_target()

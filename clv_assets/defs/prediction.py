@@ -218,9 +218,9 @@ def clv_predictions(
     clv_features: DataFrame,
     clv_model: DataFrame,
 ) -> DataFrame:
-    """Per customer, for the next horizon: predicted revenue with a prediction interval (80% by default), predicted CLV (profit,
-    discounted to today), how sure we are, the chance they are still active (and of churn) and their
-    expected number of purchase days, from the served model."""
+    """Per customer, for the next horizon: predicted revenue with a prediction interval (80% by default),
+    predicted CLV (profit, discounted to today), how sure we are, the chance they are still active (and of
+    churn) and their expected number of purchase days, from the served model."""
     import numpy as np
     import pandas as pd
 
