@@ -20,7 +20,9 @@ def _instance():
 
 
 def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") -> Path:
-    """Generate the sample data set of this size into ``landing`` unless the same one is already there."""
+    """Generate the sample data set of this size into ``landing`` unless the same one is already there. Refuses a
+    folder that holds other landing files (someone's own data): a sample replaces the files it finds there."""
+    from clv_assets.landing import SUPPORTED_SUFFIXES
     from clv_assets.sample_data import SIZES, SampleSpec, write_sample
 
     spec = SampleSpec(n_customers=SIZES[size], seed=seed)
@@ -28,6 +30,13 @@ def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") ->
     wanted = json.dumps({"size": size, "format": fmt, **{k: str(v) for k, v in vars(spec).items()}}, sort_keys=True)
     if marker.exists() and marker.read_text() == wanted:
         return landing
+    theirs = sorted(p.name for p in landing.glob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES) if landing.is_dir() else []
+    if theirs and not marker.exists():
+        raise click.ClickException(
+            f"{landing} already holds landing files that are not a generated sample ({', '.join(theirs[:3])}"
+            f"{', ...' if len(theirs) > 3 else ''}): the sample is not written there. Use those files "
+            f"(CLV_LANDING_PATH={landing}, or --transactions), or generate the sample into another folder (--landing)."
+        )
     click.echo(f"Generating the {size} sample ({spec.n_customers:,} customers) into {landing} ...")
     write_sample(spec, landing, fmt=fmt, ground_truth_path=landing.parent / f"{landing.name}_ground_truth.parquet")
     marker.write_text(wanted)

@@ -12,7 +12,7 @@ import click
 from clv_assets.cli_common import _pipeline, _write_outputs, landing_options
 
 MODEL_CHOICES = ["champion", "linear_regression", "random_forest", "gradient_boosting", "bgnbd_gamma_gamma", "ensemble"]
-PREDICTION_ASSETS = ["transactions", "clv_features", "clv_model", "clv_predictions"]
+PREDICTION_ASSETS = ["transactions", "quarantined_transactions", "clv_features", "clv_model", "clv_predictions"]
 
 
 @click.command()

@@ -40,6 +40,7 @@ QUARANTINE_COLUMNS = ["source_file", "source_row", "reject_reason", "raw_custome
 
 #: Why a row was quarantined, in the order the checks apply.
 REJECT_REASONS = {
+    "malformed_row": "the CSV row has more or fewer fields than its file's header (an unquoted delimiter in a value, say)",
     "missing_customer_id": "the customer id is empty",
     "unparseable_date": "the date does not match the date format",
     "implausible_date": "the date is before 1900 or in the future",
@@ -51,6 +52,7 @@ REJECT_REASONS = {
     "outside_partitions": "the date falls outside the month partitions (CLV_HISTORY_START / CLV_HISTORY_END)",
 }
 _ROW_BITS = 33  # monotonically_increasing_id() = (Spark partition << 33) + row position in the partition
+_MALFORMED = "_malformed_line"  # Spark's corrupt-record column: the raw line of a CSV row whose field count is off
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ def _display(path: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- file level
-def check_local_file(path: str, file_format: str, delimiter: str, mapping: ColumnMapping) -> None:
-    """Fail fast on a local landing file that cannot be read as configured (cheap: reads its header)."""
+def check_local_file(path: str, file_format: str, delimiter: str, mapping: ColumnMapping) -> list[str] | None:
+    """Fail fast on a local landing file that cannot be read as configured (cheap: reads its header). Returns a
+    CSV file's column names, as its header lists them (None for parquet, whose columns are read by name)."""
     p = Path(path)
     if p.stat().st_size == 0:
         raise LandingFileError(f"{path}: the file is empty (0 bytes). Remove it or replace it with the full export.")
@@ -92,7 +95,7 @@ def check_local_file(path: str, file_format: str, delimiter: str, mapping: Colum
         except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
             raise LandingFileError(f"{path}: not a readable parquet file ({exc}).") from exc
         check_columns(columns, mapping, path)
-        return
+        return None
     with p.open("rb") as f:
         head = f.read(1 << 20)
     try:
@@ -117,6 +120,15 @@ def check_local_file(path: str, file_format: str, delimiter: str, mapping: Colum
                     f"delimited by {other!r}. Set the delimiter (--delimiter / CLV_DELIMITER)."
                 )
     check_columns(fields, mapping, path)
+    return _safe_header(fields)
+
+
+def _safe_header(names: list[str]) -> list[str]:
+    """Column names as Spark makes them from a CSV header: ``_c<i>`` for a blank one, and a repeated name (any
+    case) suffixed with its position."""
+    lowered = [n.lower() for n in names]
+    repeated = {n for n in lowered if lowered.count(n) > 1}
+    return [f"_c{i}" if not n else f"{n}{i}" if n.lower() in repeated else n for i, n in enumerate(names)]
 
 
 def check_columns(available: list[str], mapping: ColumnMapping, where: str) -> dict[str, str | None]:
@@ -143,15 +155,36 @@ def check_columns(available: list[str], mapping: ColumnMapping, where: str) -> d
 
 
 # ------------------------------------------------------------------------------------------------ row level
-def read_raw(spark: SparkSession, files: list[str], file_format: str, delimiter: str = ",") -> DataFrame:
-    """Read landing files as they are (CSV columns stay strings), with each row's source file and read order."""
+def read_raw(spark: SparkSession, files: list[str], file_format: str, delimiter: str = ",",
+             headers: dict[str, list[str]] | None = None) -> DataFrame:
+    """Read landing files as they are (CSV columns stay strings), with each row's source file and read order.
+
+    Spark reads the CSV files of one read by position, under the first file's header. So files are read in
+    groups of identical ``headers`` (each file's column names, from :func:`check_local_file`) and the groups
+    matched by column name: exports whose columns moved, or gained one, still land in the right columns. A
+    file without a known header (one Spark reads from elsewhere, e.g. ``s3a://``) is read with the first
+    such file's columns. A CSV row with more or fewer fields than its header keeps its raw line in
+    ``_malformed_line`` (quarantined as ``malformed_row`` by :func:`validate`)."""
     if file_format == "parquet":
-        raw = spark.read.parquet(*files)
+        raw = spark.read.parquet(*files).withColumn("source_file", F.col("_metadata.file_path"))
     elif file_format == "csv":
-        raw = spark.read.options(header=True, sep=delimiter, encoding="UTF-8", mode="PERMISSIVE").csv(files)
+        reader = spark.read.options(header=True, sep=delimiter, encoding="UTF-8", mode="PERMISSIVE",
+                                    columnNameOfCorruptRecord=_MALFORMED)
+        groups: dict[tuple[str, ...] | None, list[str]] = {}
+        for path in files:
+            header = (headers or {}).get(path)
+            groups.setdefault(tuple(header) if header else None, []).append(path)
+        parts = []
+        for header, group in groups.items():
+            columns = header or reader.csv(group).columns
+            schema = T.StructType([T.StructField(c, T.StringType()) for c in columns] + [T.StructField(_MALFORMED, T.StringType())])
+            parts.append(reader.schema(schema).csv(group).withColumn("source_file", F.col("_metadata.file_path")))
+        raw = parts[0]
+        for part in parts[1:]:
+            raw = raw.unionByName(part, allowMissingColumns=True)
     else:
         raise ValueError(f"file_format must be csv or parquet, not {file_format!r}")
-    return raw.withColumn("source_file", F.col("_metadata.file_path")).withColumn("_read_id", F.monotonically_increasing_id())
+    return raw.withColumn("_read_id", F.monotonically_increasing_id())
 
 
 def _parse_date(column: F.Column, source_type: T.DataType, date_format: str) -> F.Column:
@@ -187,7 +220,7 @@ def validate(
     ``window`` is the ``[first, end)`` date range of the month partitions; ``as_of`` quarantines later rows.
     Of two identical rows (or two rows sharing a transaction id) the first read is kept.
     """
-    cols = check_columns([c for c in raw.columns if c not in ("source_file", "_read_id")], mapping, where)
+    cols = check_columns([c for c in raw.columns if c not in ("source_file", "_read_id", _MALFORMED)], mapping, where)
     types = {f.name: f.dataType for f in raw.schema.fields}
     today = today or dt.datetime.now(dt.timezone.utc).date()
     raw_text = {f: F.col(c).cast("string") if c else F.lit(None).cast("string") for f, c in cols.items()}
@@ -198,6 +231,7 @@ def validate(
         *[_blank_to_null(raw_text[f]).alias(f) for f in ("transaction_id", "category", "channel")],
         "source_file",
         "_read_id",
+        (F.col(_MALFORMED) if _MALFORMED in raw.columns else F.lit(None).cast("string")).alias(_MALFORMED),
         # As read (text only in the quarantine table): converting every accepted row's number or date to text
         # would cost more than the rest of the parsing.
         *[(F.col(cols[f]) if cols[f] else F.lit(None).cast("string")).alias(f"raw_{f}")
@@ -205,6 +239,7 @@ def validate(
     )
     date = F.col("transaction_date")
     checks = [
+        ("malformed_row", F.col(_MALFORMED).isNotNull()),
         ("missing_customer_id", F.col("customer_id").isNull()),
         ("unparseable_date", date.isNull()),
         ("implausible_date", (date < F.lit("1900-01-01").cast("date")) | (date > F.lit(today))),
@@ -378,11 +413,14 @@ def load_landing(
     The cheap file checks (header, encoding) run on the local ones among ``files``, or on ``local_copies`` of
     them when Spark reads the originals from elsewhere (``s3a://`` objects downloaded to a local cache).
     """
-    for path in files if local_copies is None else local_copies:
-        if urlparse(path).scheme in ("", "file"):
-            check_local_file(urlparse(path).path if path.startswith("file:") else path, file_format, delimiter, mapping)
+    headers = {}  # each CSV file's columns, for read_raw
+    for spark_path, local in zip(files, files if local_copies is None else local_copies):
+        if urlparse(local).scheme in ("", "file"):
+            header = check_local_file(urlparse(local).path if local.startswith("file:") else local, file_format, delimiter, mapping)
+            if header:
+                headers[spark_path] = header
     where = files[0] if len(files) == 1 else f"{len(files)} landing files"
     # Not cached: each use (counts, accepted rows, quarantined rows) streams the files again, which keeps memory
     # flat whatever their size; only the few duplicate keys are materialized (see _flag_duplicates).
-    flagged = validate(read_raw(spark, files, file_format, delimiter), mapping, where, as_of=as_of, window=window)
+    flagged = validate(read_raw(spark, files, file_format, delimiter, headers), mapping, where, as_of=as_of, window=window)
     return LoadedLanding(flagged, check_files_and_count(flagged, mapping))

@@ -30,6 +30,8 @@ COMPLETES = {
     "duplicates.csv": (5, 3, {"exact_duplicate_row": 1, "duplicate_transaction_id": 1}),
     "refunds_only.csv": (2, 2, {}),
     "quoted_thousands.csv": (2, 1, {"non_numeric_amount": 1}),
+    # "1,234.50" unquoted is four fields under a header of three (not an amount of 1); a row can also fall short
+    "unquoted_thousands.csv": (3, 1, {"malformed_row": 2}),
     "utf8_bom.csv": (1, 1, {}),
     "windows_line_endings.csv": (2, 2, {}),
     "blank_and_padded.csv": (2, 2, {}),

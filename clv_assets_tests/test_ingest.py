@@ -61,6 +61,26 @@ def test_bad_rows_are_quarantined_with_reason_and_row_number(spark, tmp_path):
     assert counts["quarantined_non_numeric_amount"] == 2
 
 
+def test_csv_files_whose_columns_moved_are_read_by_column_name(spark, tmp_path):
+    """Spark reads the CSV files of one read by position, under one file's header: a later export with its
+    columns in another order (or one more column) must still put each value in its own column."""
+    landing = tmp_path / "exports"
+    landing.mkdir()
+    (landing / "a_jan.csv").write_text("customer_id,transaction_date,amount\nA,2023-01-05,10.5\nB,2023-01-06,20\n")
+    (landing / "b_feb.csv").write_text("amount,customer_id,transaction_date\n30.25,A,2023-02-01\n")
+    (landing / "c_mar.csv").write_text("transaction_date,category,amount,customer_id\n2023-03-02,books,7,C\n")
+    files = sorted(str(p) for p in landing.iterdir())
+    loaded = ingest.load_landing(spark, files, "csv", ColumnMapping())  # category: picked up by its name
+    rows = sorted((r.customer_id, r.transaction_date, r.amount, r.category) for r in ingest.accepted(loaded.flagged).collect())
+    assert rows == [("A", d("2023-01-05"), 10.5, None), ("A", d("2023-02-01"), 30.25, None),
+                    ("B", d("2023-01-06"), 20.0, None), ("C", d("2023-03-02"), 7.0, "books")]
+    assert loaded.counts["quarantined_rows"] == 0
+
+
+def test_a_repeated_or_blank_header_name_is_made_unique_as_spark_does():
+    assert ingest._safe_header(["customer_id", "Amount", "", "amount", "date"]) == ["customer_id", "Amount1", "_c2", "amount3", "date"]
+
+
 def test_row_numbers_across_many_files_and_spark_partitions(spark, tmp_path):
     landing = tmp_path / "many"
     landing.mkdir()

@@ -160,6 +160,27 @@ def test_cli_demo_without_a_configured_landing_generates_the_sample(tmp_path, mo
     assert _RecordingPipeline.created[0].landing == str(tmp_path / "data/landing")
 
 
+def test_the_sample_is_never_written_over_someone_elses_landing_files(tmp_path):
+    import click
+
+    from clv_assets.cli_common import ensure_sample
+
+    landing = tmp_path / "data/landing"
+    landing.mkdir(parents=True)
+    mine = landing / "transactions_2024-01.csv"  # named like a sample file
+    mine.write_text("customer_id,transaction_date,amount\nA,2024-01-05,10\n")
+    with pytest.raises(click.ClickException, match=r"not a generated sample \(transactions_2024-01.csv\)"):
+        ensure_sample("small", landing)
+    assert sorted(p.name for p in landing.iterdir()) == ["transactions_2024-01.csv"]
+
+    empty = tmp_path / "sample"
+    ensure_sample("small", empty)  # an empty (or new) folder gets the sample, and keeps it
+    written = {p.name: p.stat().st_mtime_ns for p in empty.iterdir()}
+    assert "_SAMPLE_SPEC.json" in written and sum(name.startswith("transactions_") for name in written) == 36
+    ensure_sample("small", empty)
+    assert {p.name: p.stat().st_mtime_ns for p in empty.iterdir()} == written
+
+
 @pytest.mark.slow
 def test_cli_moves_the_month_partitions_back_to_older_data(tmp_path):
     (tmp_path / "old.csv").write_text("customer_id,transaction_date,amount\nA,2019-03-05,10\nA,2019-05-01,20\nB,2020-01-02,5\n")
