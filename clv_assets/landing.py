@@ -9,6 +9,7 @@ The landing location is a file or a folder of CSV or parquet files: a local path
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,6 +23,15 @@ from clv_assets.spark import shares_local_disk
 from clv_assets.storage import warn_if_not_shared
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".tsv")
+log = logging.getLogger(__name__)
+
+
+def local_landing_files(root: Path) -> list[Path]:
+    """The landing files under a local folder, sorted: supported suffixes only, and nothing hidden the way Spark
+    and Hadoop hide files, under a name starting with ``.`` or ``_`` (``_SUCCESS``, ``.part.crc``) or inside
+    such a folder (``_archive/``)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                  and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
 _ENV = {
     "path": "CLV_LANDING_PATH",
     "file_format": "CLV_FILE_FORMAT",
@@ -90,10 +100,7 @@ class LandingZone(dg.ConfigurableResource):
             if root.is_file():
                 files = [str(root)]
             elif root.is_dir():
-                files = sorted(
-                    str(p) for p in root.rglob("*")
-                    if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
-                )
+                files = [str(p) for p in local_landing_files(root)]
             else:
                 raise FileNotFoundError(
                     f"Landing location {root} does not exist. Generate sample data with `clv generate`, "
@@ -118,6 +125,9 @@ class LandingZone(dg.ConfigurableResource):
                 if not key.lower().endswith(SUPPORTED_SUFFIXES) or key.endswith("/"):
                     continue
                 local = cache / key
+                if key.startswith("/") or ".." in key.split("/"):  # would land outside the cache folder
+                    log.warning(f"s3://{bucket}/{key}: skipped, a key with '..' or a leading '/' cannot be cached safely")
+                    continue
                 tag = local.with_name(local.name + ".etag")
                 etag = obj.get("ETag", "")
                 if not (local.exists() and tag.exists() and tag.read_text() == etag):

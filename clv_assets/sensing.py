@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from clv_assets.landing import SUPPORTED_SUFFIXES, LandingZone
+from clv_assets.landing import SUPPORTED_SUFFIXES, LandingZone, local_landing_files
 
 #: S3 listings look back this far before the newest object already seen, so late-arriving objects with an
 #: older timestamp are still listed (their fingerprints decide whether they are new).
@@ -37,8 +37,7 @@ def landing_fingerprints(landing: LandingZone, since: dt.datetime | None = None)
     root = Path(landing.path)
     if not root.exists():
         return {}
-    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                                          and not p.name.startswith((".", "_"))]
+    paths = [root] if root.is_file() else local_landing_files(root)
     out = {}
     for p in paths:
         try:

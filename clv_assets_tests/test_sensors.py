@@ -43,6 +43,16 @@ def test_new_file_then_retick_then_changed_file_then_restart(tmp_path):
     assert restarted.run_requests == []
 
 
+def test_ingest_and_sensor_skip_what_spark_hides_files_and_folders_named_with_a_dot_or_underscore(tmp_path):
+    root = tmp_path / "landing"
+    for name in ["a.csv", "sub/b.csv", "_archive/old.csv", ".tmp/part.csv", "_SUCCESS", "sub/.c.csv", "notes.md"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(HEADER + "A,2023-01-05,10\n")
+    landing = LandingZone(path=str(root))
+    assert [f.removeprefix(str(root)) for f in landing.list_files()] == ["/a.csv", "/sub/b.csv"]
+    assert sorted(p.removeprefix(str(root)) for p in sensing.landing_fingerprints(landing)) == ["/a.csv", "/sub/b.csv"]
+
+
 def test_file_arriving_during_a_tick_is_picked_up_next_tick(tmp_path, monkeypatch):
     landing = LandingZone(path=str(tmp_path))
     (tmp_path / "a.csv").write_text(HEADER + "A,2023-01-05,10\n")
