@@ -44,7 +44,7 @@ def historical(profit_margin: float, as_of: str | None, output: str | None, **kw
     pipeline = _pipeline(kw)
     run_config = {"ops": {"historical_clv": {"config": {"profit_margin": profit_margin}},
                           "customer_metrics": {"config": {"as_of_date": as_of}}}}
-    pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv"], run_config, pipeline.data_months())
+    pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv"], run_config, pipeline.all_months())
     _print_historical_summary(pipeline)
     _write_outputs(pipeline, ["customer_metrics", "historical_clv"], output)
 

@@ -61,7 +61,7 @@ class Pipeline:
         self.spark = self.resources["spark"].spark_session
 
     def data_months(self) -> tuple[str, str]:
-        """First and last month present in the landing files (sets the partition range of the run)."""
+        """First and last month present in the landing files (the cohort runs cover these; see :meth:`all_months`)."""
         from clv_assets.ingest import LandingFileError, accepted
 
         try:
@@ -73,6 +73,16 @@ class Pipeline:
             raise click.ClickException(f"No readable transactions in {self.resources['landing'].path}.")
         self._cover_history_from(first)
         return _month_keys(first, last)
+
+    def all_months(self) -> tuple[str, str]:
+        """Every month partition, once :meth:`data_months` has checked the files (and moved the partitions back to
+        older data). A run of ``transactions`` over all of them leaves the months without data empty: a warehouse
+        that held other data before (the sample, say) keeps none of its months."""
+        self.data_months()
+        from clv_assets.partitions import monthly_partitions
+
+        keys = monthly_partitions.get_partition_keys()
+        return keys[0], keys[-1]
 
     @staticmethod
     def _cover_history_from(first: dt.date) -> None:
@@ -167,6 +177,8 @@ def _pipeline(kw: dict[str, Any]) -> Pipeline:
     elif kw.get("data_size") or not os.environ.get("CLV_LANDING_PATH"):
         size = kw.get("data_size") or "small"
         overrides["path"] = str(ensure_sample(size, SAMPLE_ROOT / size, seed=kw["seed"]).absolute())
+        if not kw.get("data_size"):
+            click.echo(f"No --transactions and no CLV_LANDING_PATH: using the generated {size} sample ({overrides['path']}).")
     return Pipeline(overrides, kw.get("warehouse"))
 
 

@@ -38,7 +38,7 @@ def predictive(model_type: str, prediction_horizon: str, as_of: str | None, prof
                                  "rf_num_trees": rf_num_trees, "gbt_max_iter": gbt_max_iter}},
         "clv_predictions": {"config": {"profit_margin": profit_margin, "discount_rate_monthly": discount_rate}},
     }}
-    pipeline.materialize(PREDICTION_ASSETS, run_config, pipeline.data_months())
+    pipeline.materialize(PREDICTION_ASSETS, run_config, pipeline.all_months())
     _print_summary(pipeline)
     _write_outputs(pipeline, ["clv_features", "clv_model", "clv_predictions"], output)
 

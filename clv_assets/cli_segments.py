@@ -84,7 +84,7 @@ def cohort(cohort_period: str, profit_margin: float, as_of: str | None, output: 
     run_config = {"ops": {"historical_clv": {"config": {"profit_margin": profit_margin}},
                           "customer_metrics": {"config": {"as_of_date": as_of}}}}
     pipeline.materialize(["transactions", "quarantined_transactions", "customer_metrics", "historical_clv",
-                          "customer_monthly_activity"], run_config, months)
+                          "customer_monthly_activity"], run_config, pipeline.all_months())
     # The cohort partitions are months, quarters or years: a run of their own over the periods of the data.
     asset = f"{cohort_period}_cohorts"
     first, last = _period_keys(cohort_period, months)
@@ -169,6 +169,6 @@ def integrated(rfm_segments_path: str | None, tier_basis: str, prediction_horizo
         "rfm_segments": {"config": {"segments_path": rfm_segments_path}},
         "clv_insights": {"config": {"tier_basis": tier_basis, "churn_threshold": churn_threshold}},
     }}
-    pipeline.materialize(INTEGRATED_ASSETS, run_config, pipeline.data_months())
+    pipeline.materialize(INTEGRATED_ASSETS, run_config, pipeline.all_months())
     _print_integrated(pipeline)
     _write_outputs(pipeline, ["historical_clv", "clv_predictions", "rfm_segments", "clv_insights", "clv_summary"], output)

@@ -88,6 +88,15 @@ def test_cli_historical_matches_pandas(tiny_csv, tmp_path, monkeypatch):
     assert out == pytest.approx(expected)
     assert (tmp_path / "out/customer_metrics.parquet").exists()
 
+    # Other data into the same warehouse, covering only February: no month of the first data set may remain.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/feb.csv").write_text("cust,order_date,value,source\nZ,15/02/2023,40,email\n")
+    args[args.index("--transactions") + 1] = str(tmp_path / "other")
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = pd.read_parquet(tmp_path / "out/historical_clv.parquet").set_index("customer_id")["historical_clv"].to_dict()
+    assert out == pytest.approx({"Z": 12.0})
+
 
 def test_cli_reports_a_misspelled_column(tiny_csv, tmp_path, monkeypatch):
     from clv_assets.cli import main
