@@ -32,6 +32,8 @@ def local_landing_files(root: Path) -> list[Path]:
     such a folder (``_archive/``)."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
                   and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+
+
 _ENV = {
     "path": "CLV_LANDING_PATH",
     "file_format": "CLV_FILE_FORMAT",
