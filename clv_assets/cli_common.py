@@ -22,7 +22,7 @@ def _instance():
 def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") -> Path:
     """Generate the sample data set of this size into ``landing`` unless the same one is already there. Refuses a
     folder that holds other landing files (someone's own data): a sample replaces the files it finds there."""
-    from clv_assets.landing import SUPPORTED_SUFFIXES
+    from clv_assets.landing import local_landing_files
     from clv_assets.sample_data import SIZES, SampleSpec, write_sample
 
     spec = SampleSpec(n_customers=SIZES[size], seed=seed)
@@ -30,7 +30,7 @@ def ensure_sample(size: str, landing: Path, seed: int = 42, fmt: str = "csv") ->
     wanted = json.dumps({"size": size, "format": fmt, **{k: str(v) for k, v in vars(spec).items()}}, sort_keys=True)
     if marker.exists() and marker.read_text() == wanted:
         return landing
-    theirs = sorted(p.name for p in landing.glob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES) if landing.is_dir() else []
+    theirs = [p.relative_to(landing).as_posix() for p in local_landing_files(landing)] if landing.is_dir() else []
     if theirs and not marker.exists():
         raise click.ClickException(
             f"{landing} already holds landing files that are not a generated sample ({', '.join(theirs[:3])}"
@@ -59,9 +59,16 @@ class Pipeline:
         self.resources = build_resources()
         self.resources["landing"] = LandingZone.from_env(**landing_overrides)
         self.spark = self.resources["spark"].spark_session
+        self._data_months: tuple[str, str] | None = None
 
     def data_months(self) -> tuple[str, str]:
-        """First and last month present in the landing files (the cohort runs cover these; see :meth:`all_months`)."""
+        """First and last month present in the landing files (the cohort runs cover these; see :meth:`all_months`).
+        One pass over the files, the first time it is asked."""
+        if self._data_months is None:
+            self._data_months = self._find_data_months()
+        return self._data_months
+
+    def _find_data_months(self) -> tuple[str, str]:
         from clv_assets.ingest import LandingFileError, accepted
 
         try:

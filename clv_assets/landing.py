@@ -126,10 +126,10 @@ class LandingZone(dg.ConfigurableResource):
                 key = obj["Key"]
                 if not key.lower().endswith(SUPPORTED_SUFFIXES) or key.endswith("/"):
                     continue
-                local = cache / key
                 if key.startswith("/") or ".." in key.split("/"):  # would land outside the cache folder
                     log.warning(f"s3://{bucket}/{key}: skipped, a key with '..' or a leading '/' cannot be cached safely")
                     continue
+                local = cache / key
                 tag = local.with_name(local.name + ".etag")
                 etag = obj.get("ETag", "")
                 if not (local.exists() and tag.exists() and tag.read_text() == etag):
